@@ -1,0 +1,188 @@
+package config
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Default values, named so that documentation and code cannot drift apart.
+const (
+	DefaultInterval    = time.Second
+	DefaultTimeout     = 800 * time.Millisecond
+	DefaultRise        = 2
+	DefaultFall        = 3
+	DefaultWeight      = 100
+	DefaultDNSTTL      = 20
+	DefaultUDPSize     = 1232
+	DefaultDCHeader    = "X-Coopr-GSLB-DC"
+	DefaultPolicy      = "failover"
+	DefaultWhenAllDown = "serve_all"
+)
+
+// defaults returns the configuration that an empty file means. Listener
+// addresses are pre-filled so that an absent key means the default and an
+// explicit "" disables that front door.
+func defaults() *Config {
+	return &Config{
+		Listen: Listen{
+			HTTP:  "127.0.0.1:8080",
+			DNS:   "127.0.0.1:8053",
+			Admin: "127.0.0.1:9090",
+		},
+	}
+}
+
+// fillDefaults completes every field the file left out. It runs before validate
+// so validation sees the values that will be used.
+func (c *Config) fillDefaults() {
+	base := Check{
+		Type:         "http",
+		Method:       "GET",
+		Path:         "/status",
+		ExpectStatus: []int{200},
+		Interval:     Duration(DefaultInterval),
+		Timeout:      Duration(DefaultTimeout),
+		Rise:         DefaultRise,
+		Fall:         DefaultFall,
+	}
+	c.Health = c.Health.over(base)
+
+	c.ServiceNames = c.ServiceNames[:0]
+	for name, s := range c.Services {
+		if s == nil {
+			s = &Service{}
+			c.Services[name] = s
+		}
+		c.ServiceNames = append(c.ServiceNames, name)
+		s.Check = s.Check.over(c.Health)
+		if s.Policy == "" {
+			s.Policy = DefaultPolicy
+		}
+		if s.WhenAllDown == "" {
+			s.WhenAllDown = DefaultWhenAllDown
+		}
+		if !s.MinHealthy.set {
+			s.MinHealthy = MinHealthy{Count: 1}
+		}
+		if s.DNSTTL == 0 {
+			s.DNSTTL = DefaultDNSTTL
+		}
+		for i, h := range s.Hostnames {
+			s.Hostnames[i] = strings.ToLower(strings.TrimSuffix(h, "."))
+		}
+	}
+	sort.Strings(c.ServiceNames)
+
+	for _, dc := range c.Datacenters {
+		if dc == nil {
+			continue
+		}
+		if dc.Weight == 0 {
+			dc.Weight = DefaultWeight
+		}
+		for name, ds := range dc.Services {
+			if ds == nil {
+				ds = &DCService{}
+				dc.Services[name] = ds
+			}
+			svc := c.Services[name]
+			if svc == nil {
+				continue // reported by validate
+			}
+			if ds.Check != nil {
+				ds.EffectiveCheck = ds.Check.over(svc.Check)
+			} else {
+				ds.EffectiveCheck = svc.Check
+			}
+		}
+	}
+
+	if c.DNS.Zone != "" && !strings.HasSuffix(c.DNS.Zone, ".") {
+		c.DNS.Zone += "."
+	}
+	c.DNS.Zone = strings.ToLower(c.DNS.Zone)
+	if c.DNS.UDPSize == 0 {
+		c.DNS.UDPSize = DefaultUDPSize
+	}
+	if c.DNS.TCPIdleTimeout == 0 {
+		c.DNS.TCPIdleTimeout = Duration(10 * time.Second)
+	}
+	if c.DNS.TCPMaxConnections == 0 {
+		c.DNS.TCPMaxConnections = 1000
+	}
+	if c.DNS.RRL.Slip == 0 {
+		c.DNS.RRL.Slip = 2
+	}
+	if c.DNS.RRL.IPv4PrefixLen == 0 {
+		c.DNS.RRL.IPv4PrefixLen = 24
+	}
+	if c.DNS.RRL.IPv6PrefixLen == 0 {
+		c.DNS.RRL.IPv6PrefixLen = 56
+	}
+	if c.DNS.SOA.Refresh == 0 {
+		c.DNS.SOA.Refresh = Duration(time.Hour)
+	}
+	if c.DNS.SOA.Retry == 0 {
+		c.DNS.SOA.Retry = Duration(10 * time.Minute)
+	}
+	if c.DNS.SOA.Expire == 0 {
+		c.DNS.SOA.Expire = Duration(7 * 24 * time.Hour)
+	}
+	if c.DNS.SOA.NegativeTTL == 0 {
+		c.DNS.SOA.NegativeTTL = Duration(60 * time.Second)
+	}
+	c.fillProxyDefaults()
+}
+
+// over returns c with every unset field taken from base.
+func (c Check) over(base Check) Check {
+	if c.Type == "" {
+		c.Type = base.Type
+	}
+	if c.Method == "" {
+		c.Method = base.Method
+	}
+	if c.Path == "" {
+		c.Path = base.Path
+	}
+	if c.Host == "" {
+		c.Host = base.Host
+	}
+	if c.Headers == nil {
+		c.Headers = base.Headers
+	}
+	if c.ExpectStatus == nil {
+		c.ExpectStatus = base.ExpectStatus
+	}
+	if c.ExpectBody == "" {
+		c.ExpectBody = base.ExpectBody
+	}
+	if c.TLSServerName == "" {
+		c.TLSServerName = base.TLSServerName
+	}
+	if c.CAFile == "" {
+		c.CAFile = base.CAFile
+	}
+	if !c.SkipVerify {
+		c.SkipVerify = base.SkipVerify
+	}
+	if c.Interval == 0 {
+		c.Interval = base.Interval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = base.Timeout
+	}
+	if c.Rise == 0 {
+		c.Rise = base.Rise
+	}
+	if c.Fall == 0 {
+		c.Fall = base.Fall
+	}
+	return c
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func sortStrings(s []string) { sort.Strings(s) }

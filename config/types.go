@@ -1,0 +1,205 @@
+// Package config defines coopr-gslb's configuration: its types, defaults, strict YAML
+// decoding and validation. It is a leaf package: it imports nothing else of the project.
+//
+// A Config is built once by Load (decode, fill defaults, validate) and never mutated
+// afterwards; every other package treats it as read-only and may share it freely.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen      Listen              `yaml:"listen"`
+	Health      Check               `yaml:"health"`
+	Datacenters []*Datacenter       `yaml:"datacenters"`
+	Services    map[string]*Service `yaml:"services"`
+	DNS         DNS                 `yaml:"dns"`
+	Admin       Admin               `yaml:"admin"`
+	Proxy       Proxy               `yaml:"proxy"`
+
+	// ServiceNames lists the keys of Services in sorted order so that every
+	// consumer iterates services deterministically.
+	ServiceNames []string `yaml:"-"`
+	// Path is the file the configuration came from, for messages.
+	Path string `yaml:"-"`
+
+	loc *locator
+}
+
+// Listen holds the listener addresses. An empty address disables that front door.
+type Listen struct {
+	HTTP  string `yaml:"http"`
+	HTTPS string `yaml:"https"`
+	DNS   string `yaml:"dns"`
+	Admin string `yaml:"admin"`
+}
+
+// Check describes how to probe an endpoint. The top-level `health` block gives the
+// defaults; a service's `check` and a datacenter service's `check` override them
+// field by field.
+type Check struct {
+	Type          string            `yaml:"type"` // http | https | tcp
+	Method        string            `yaml:"method"`
+	Path          string            `yaml:"path"`
+	Host          string            `yaml:"host"`
+	Headers       map[string]string `yaml:"headers"`
+	ExpectStatus  []int             `yaml:"expect_status"`
+	ExpectBody    string            `yaml:"expect_body"`
+	TLSServerName string            `yaml:"tls_server_name"`
+	CAFile        string            `yaml:"ca_file"`
+	SkipVerify    bool              `yaml:"insecure_skip_verify"`
+	Interval      Duration          `yaml:"interval"`
+	Timeout       Duration          `yaml:"timeout"`
+	Rise          int               `yaml:"rise"`
+	Fall          int               `yaml:"fall"`
+}
+
+// Datacenter is one Coopr site.
+type Datacenter struct {
+	Name     string `yaml:"name"`
+	Priority int    `yaml:"priority"`
+	// Weight is the DC's share under the weighted policy and among DCs of equal
+	// priority under failover. Zero means the default, 100.
+	Weight         int                   `yaml:"weight"`
+	ClientNetworks []string              `yaml:"client_networks"`
+	CooprIDs       *CooprIDs             `yaml:"coopr_ids"`
+	Takeover       []string              `yaml:"takeover"`
+	Services       map[string]*DCService `yaml:"services"`
+
+	// Networks is ClientNetworks parsed, filled by Load.
+	Networks []netip.Prefix `yaml:"-"`
+}
+
+// CooprIDs mirrors Coopr's server.ids.start.num and server.ids.increment.by.
+type CooprIDs struct {
+	Start     int `yaml:"start"`
+	Increment int `yaml:"increment"`
+}
+
+// DCService is one service as deployed in one datacenter.
+type DCService struct {
+	// Endpoints are host:port pairs probed and proxied to.
+	Endpoints []string `yaml:"endpoints"`
+	// Addresses are what DNS answers for this DC (its VIPs).
+	Addresses []string `yaml:"addresses"`
+	// Check overrides the service's check for this DC only. If nil, the
+	// service's check applies.
+	Check *Check `yaml:"check"`
+
+	// ParsedAddresses is Addresses parsed, filled by Load.
+	ParsedAddresses []netip.Addr `yaml:"-"`
+	// EffectiveCheck is the check after defaults and overrides, filled by Load.
+	EffectiveCheck Check `yaml:"-"`
+}
+
+// Service is a name users reach (the Coopr API, the UI) and how to route it.
+type Service struct {
+	Hostnames    []string   `yaml:"hostnames"`
+	PathPrefixes []string   `yaml:"path_prefixes"`
+	Check        Check      `yaml:"check"`
+	Policy       string     `yaml:"policy"` // failover | weighted | nearest | all
+	MinHealthy   MinHealthy `yaml:"min_healthy"`
+	WhenAllDown  string     `yaml:"when_all_down"` // serve_all | refuse
+	DNSTTL       int        `yaml:"dns_ttl"`
+	Affinity     string     `yaml:"affinity"` // "" | none | cookie
+	// Retry overrides proxy.retry for this service. If nil, proxy.retry applies.
+	Retry *Retry `yaml:"retry"`
+	// Idempotent lists requests the operator declares safe to replay, as
+	// "METHOD /path/prefix" (e.g. "PUT /v2/providers/").
+	Idempotent []string `yaml:"idempotent"`
+	// LoadBalancing picks an endpoint inside a DC: round_robin (default) or least_outstanding.
+	LoadBalancing string `yaml:"load_balancing"`
+	// UpstreamHost, if set, replaces the Host header sent to endpoints; by
+	// default the client's Host is kept.
+	UpstreamHost string `yaml:"upstream_host"`
+}
+
+// MinHealthy is the number of healthy endpoints a DC needs for a service, given
+// as a count ("1") or a percentage ("50%").
+type MinHealthy struct {
+	Count     int
+	Percent   int // used when IsPercent
+	IsPercent bool
+	set       bool
+}
+
+// Required returns how many of total endpoints must be healthy. It is never
+// below 1 for a non-empty DC, so a DC with no healthy endpoint is never healthy.
+func (m MinHealthy) Required(total int) int {
+	n := m.Count
+	if m.IsPercent {
+		n = (total*m.Percent + 99) / 100
+	}
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// String renders the value as written in the config.
+func (m MinHealthy) String() string {
+	if m.IsPercent {
+		return itoa(m.Percent) + "%"
+	}
+	return itoa(m.Count)
+}
+
+// DNS configures the authoritative zone.
+type DNS struct {
+	Zone string `yaml:"zone"`
+	// Nameservers maps NS names to their addresses (glue for in-zone names).
+	// If empty, ns1.<zone> with the DNS listener's address is served.
+	Nameservers map[string][]string `yaml:"nameservers"`
+	SOA         SOA                 `yaml:"soa"`
+	// Records are static records in zone-file syntax, relative to Zone.
+	Records []string `yaml:"records"`
+	// UDPSize is the EDNS(0) UDP payload size we advertise. Zero means 1232.
+	UDPSize int `yaml:"udp_size"`
+	// UDPSockets is how many SO_REUSEPORT UDP sockets to serve. Zero means one per CPU.
+	UDPSockets int `yaml:"udp_sockets"`
+	// TCPIdleTimeout closes idle TCP connections. Zero means 10s.
+	TCPIdleTimeout Duration `yaml:"tcp_idle_timeout"`
+	// TCPMaxConnections bounds concurrent TCP connections. Zero means 1000.
+	TCPMaxConnections int `yaml:"tcp_max_connections"`
+	RRL               RRL `yaml:"rrl"`
+}
+
+// RRL configures response rate limiting of UDP answers per client network.
+type RRL struct {
+	// ResponsesPerSecond per client network; zero disables RRL.
+	ResponsesPerSecond int `yaml:"responses_per_second"`
+	// Slip: every Nth limited response goes out truncated (TC) instead of
+	// being dropped, so real clients retry over TCP. Zero means 2; 1 truncates all.
+	Slip int `yaml:"slip"`
+	// IPv4PrefixLen and IPv6PrefixLen group clients into networks. Zero means 24 and 56.
+	IPv4PrefixLen int `yaml:"ipv4_prefix_len"`
+	IPv6PrefixLen int `yaml:"ipv6_prefix_len"`
+}
+
+// SOA holds the zone's SOA fields other than the serial, which changes on every load.
+type SOA struct {
+	MName       string   `yaml:"mname"`
+	RName       string   `yaml:"rname"`
+	Refresh     Duration `yaml:"refresh"`
+	Retry       Duration `yaml:"retry"`
+	Expire      Duration `yaml:"expire"`
+	NegativeTTL Duration `yaml:"negative_ttl"`
+}
+
+// Admin configures the status page and API.
+type Admin struct {
+	StateDir  string `yaml:"state_dir"`
+	TokenFile string `yaml:"token_file"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("800ms", "1s").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String renders the duration like time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }

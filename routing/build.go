@@ -1,0 +1,221 @@
+package routing
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
+)
+
+// build makes a snapshot from the engine's inputs. It is a pure function: all
+// the work a decision would otherwise repeat per request happens here, once
+// per change.
+func build(cfg *config.Config, endpoints map[string]endpointState, drains map[string]Drain, now time.Time, rnd func(uint64) uint64) *Snapshot {
+	s := &Snapshot{
+		Built:  now,
+		Config: cfg,
+		Drains: make(map[string]Drain, len(drains)),
+		byName: make(map[string]*Service, len(cfg.Services)),
+	}
+	for dc, d := range drains {
+		s.Drains[dc] = d
+	}
+	dcs := failoverOrder(cfg.Datacenters)
+	for _, name := range cfg.ServiceNames {
+		svc := buildService(name, cfg.Services[name], dcs, endpoints, s.Drains, rnd)
+		s.Services = append(s.Services, svc)
+		s.byName[name] = svc
+	}
+	s.hosts = buildHosts(s.Services)
+	return s
+}
+
+// failoverOrder sorts datacenters by priority, keeping configuration order
+// among equals.
+func failoverOrder(in []*config.Datacenter) []*config.Datacenter {
+	out := append([]*config.Datacenter(nil), in...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Priority < out[j].Priority })
+	return out
+}
+
+func buildService(name string, sc *config.Service, dcs []*config.Datacenter, endpoints map[string]endpointState, drains map[string]Drain, rnd func(uint64) uint64) *Service {
+	svc := &Service{Name: name, Config: sc, policy: policyFor(sc.Policy), rand: rnd}
+	var healthy, undrained []*Target
+	for _, dc := range dcs {
+		ds := dc.Services[name]
+		if ds == nil {
+			continue
+		}
+		st := &DCStatus{Name: dc.Name, Priority: dc.Priority, Weight: dc.Weight, Total: len(ds.Endpoints)}
+		st.Required = sc.MinHealthy.Required(st.Total)
+		var up, down []string
+		var reasons []string
+		for _, ep := range ds.Endpoints {
+			es, ok := endpoints[endpointKey(dc.Name, name, ep)]
+			e := EndpointStatus{Address: ep, Up: ok && es.up, Probed: ok && es.probed, Reason: es.reason, Since: es.since}
+			if !e.Probed {
+				e.Reason = "not probed yet"
+			}
+			st.Endpoints = append(st.Endpoints, e)
+			if e.Up {
+				up = append(up, ep)
+			} else {
+				down = append(down, ep)
+				reasons = append(reasons, e.Reason)
+			}
+		}
+		st.Healthy = len(up)
+		t := &Target{DC: dc.Name, Addresses: ds.ParsedAddresses, Status: st}
+		st.Target = t
+		d, drained := drains[dc.Name]
+		switch {
+		case drained:
+			st.State = StateDrained
+			st.Drain = &d
+			st.Reason = "drained"
+			if d.Reason != "" {
+				st.Reason += ": " + d.Reason
+			}
+		case st.Healthy >= st.Required:
+			st.State = StateUp
+		default:
+			st.State = StateDown
+			st.Reason = downReason(st, reasons)
+		}
+		// Healthy endpoints first; the rest are only tried when serving all.
+		if st.State == StateUp {
+			t.Endpoints = up
+			healthy = append(healthy, t)
+		} else {
+			t.Endpoints = append(up, down...)
+		}
+		if !drained {
+			undrained = append(undrained, t)
+		}
+		svc.DCs = append(svc.DCs, st)
+	}
+	svc.Summary = summary(svc.DCs)
+
+	switch {
+	case len(healthy) > 0:
+		svc.serving = healthy
+	case sc.WhenAllDown == "refuse":
+		svc.AllDown = true
+		svc.refused = "refusing: no datacenter is healthy (when_all_down: refuse); " + svc.Summary
+	default:
+		svc.AllDown = true
+		svc.serving = undrained
+		if len(svc.serving) == 0 {
+			for _, dc := range svc.DCs {
+				svc.serving = append(svc.serving, dc.Target)
+			}
+		}
+		if len(svc.serving) == 0 {
+			svc.refused = "no datacenter deploys this service"
+		}
+	}
+
+	svc.firstBy = make([][]*Target, len(svc.serving))
+	svc.reasons = make([]string, len(svc.serving))
+	for i, t := range svc.serving {
+		order := make([]*Target, 0, len(svc.serving))
+		order = append(order, t)
+		for j, o := range svc.serving {
+			if j != i {
+				order = append(order, o)
+			}
+		}
+		svc.firstBy[i] = order
+		svc.reasons[i] = reason(sc.Policy, svc, order)
+	}
+	for i, t := range svc.serving {
+		svc.weights.add(i, t.Status.Weight)
+		if t.Status.Priority == svc.serving[0].Status.Priority {
+			svc.topTier.add(i, t.Status.Weight)
+		}
+	}
+	if sc.Policy == "nearest" {
+		for _, dc := range dcs {
+			if dc.Services[name] == nil {
+				continue
+			}
+			idx := -1
+			for i, t := range svc.serving {
+				if t.DC == dc.Name {
+					idx = i
+				}
+			}
+			for _, p := range dc.Networks {
+				svc.networks = append(svc.networks, network{prefix: p, serving: idx})
+			}
+		}
+		sortNetworks(svc.networks)
+	}
+	return svc
+}
+
+// downReason says why a DC is down in words: how many endpoints fail and the
+// most telling error.
+func downReason(st *DCStatus, reasons []string) string {
+	failing := st.Total - st.Healthy
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d endpoints failing", failing, st.Total)
+	if st.Required > 1 {
+		fmt.Fprintf(&b, " (needs %d healthy)", st.Required)
+	}
+	if r := mostCommon(reasons); r != "" {
+		b.WriteString(" (" + r + ")")
+	}
+	return b.String()
+}
+
+func mostCommon(rs []string) string {
+	best, bestN := "", 0
+	count := map[string]int{}
+	for _, r := range rs {
+		count[r]++
+		if count[r] > bestN {
+			best, bestN = r, count[r]
+		}
+	}
+	return best
+}
+
+func summary(dcs []*DCStatus) string {
+	parts := make([]string, 0, len(dcs))
+	for _, dc := range dcs {
+		switch dc.State {
+		case StateUp:
+			parts = append(parts, fmt.Sprintf("%s up %d/%d", dc.Name, dc.Healthy, dc.Total))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %s: %s", dc.Name, dc.State, strings.TrimPrefix(dc.Reason, "drained: ")))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// reason explains a decision whose targets are order, in the style
+// "failover: east (priority 1); west down: 2/2 endpoints failing".
+func reason(policy string, svc *Service, order []*Target) string {
+	var b strings.Builder
+	b.WriteString(policy)
+	b.WriteString(": ")
+	if svc.AllDown {
+		b.WriteString("no datacenter healthy, serving all (when_all_down: serve_all); ")
+	}
+	first := order[0].Status
+	fmt.Fprintf(&b, "%s (priority %d, %d/%d healthy)", first.Name, first.Priority, first.Healthy, first.Total)
+	for _, dc := range svc.DCs {
+		if dc == first {
+			continue
+		}
+		if dc.State == StateUp {
+			fmt.Fprintf(&b, "; then %s priority %d", dc.Name, dc.Priority)
+		} else {
+			fmt.Fprintf(&b, "; %s %s: %s", dc.Name, dc.State, strings.TrimPrefix(dc.Reason, "drained: "))
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,283 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
+)
+
+// ErrUnknownDC is returned for a datacenter the configuration does not name.
+var ErrUnknownDC = errors.New("unknown datacenter")
+
+// EndpointUpdate reports a change of one endpoint's health.
+type EndpointUpdate struct {
+	DC, Service, Endpoint string
+	Up                    bool
+	// Reason says why the endpoint is down, in words.
+	Reason string
+	At     time.Time
+}
+
+// Options tune an Engine. The zero value is ready to use.
+type Options struct {
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+	// Rand returns a uniform number in [0, n). If nil, math/rand/v2.
+	Rand func(n uint64) uint64
+	// OnEvent is called for every event, in order, with the engine's write
+	// lock held: it must not block or call back into the Engine.
+	OnEvent func(Event)
+	// HistorySize bounds the event history. If zero, 1000.
+	HistorySize int
+}
+
+// Engine holds the mutable inputs of routing (endpoint health, drains, the
+// configuration) and publishes an immutable Snapshot after every change.
+// All methods are safe for concurrent use; readers never wait for writers.
+type Engine struct {
+	opts Options
+	snap atomic.Pointer[Snapshot]
+
+	mu        sync.Mutex // serializes writers; readers use snap
+	cfg       *config.Config
+	endpoints map[string]endpointState // by endpointKey
+	drains    map[string]Drain
+	dcSince   map[string]dcMemo // by service/dc: last published state
+	allDown   map[string]bool   // by service
+	gen       uint64
+	events    *eventLog
+}
+
+type endpointState struct {
+	up, probed bool
+	reason     string
+	since      time.Time
+}
+
+type dcMemo struct {
+	state State
+	since time.Time
+}
+
+func endpointKey(dc, service, endpoint string) string { return dc + "/" + service + "/" + endpoint }
+
+// New returns an Engine for cfg and publishes its first snapshot, in which no
+// endpoint has been probed yet.
+func New(cfg *config.Config, opts Options) *Engine {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Uint64N
+	}
+	if opts.HistorySize <= 0 {
+		opts.HistorySize = 1000
+	}
+	e := &Engine{
+		opts:      opts,
+		cfg:       cfg,
+		endpoints: map[string]endpointState{},
+		drains:    map[string]Drain{},
+		dcSince:   map[string]dcMemo{},
+		allDown:   map[string]bool{},
+		events:    newEventLog(opts.HistorySize),
+	}
+	e.mu.Lock()
+	e.publishLocked()
+	e.mu.Unlock()
+	return e
+}
+
+// Snapshot returns the current snapshot. It never blocks.
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// UpdateEndpoint records an endpoint's health and publishes a new snapshot.
+func (e *Engine) UpdateEndpoint(u EndpointUpdate) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := endpointKey(u.DC, u.Service, u.Endpoint)
+	old, had := e.endpoints[key]
+	if had && old.probed && old.up == u.Up && old.reason == u.Reason {
+		return
+	}
+	at := u.At
+	if at.IsZero() {
+		at = e.opts.Now()
+	}
+	since := at
+	if had && old.probed && old.up == u.Up {
+		since = old.since
+	}
+	e.endpoints[key] = endpointState{up: u.Up, probed: true, reason: u.Reason, since: since}
+	if !had || !old.probed || old.up != u.Up {
+		kind := EventEndpointDown
+		if u.Up {
+			kind = EventEndpointUp
+		}
+		e.emitLocked(Event{Time: at, Kind: kind, DC: u.DC, Service: u.Service, Endpoint: u.Endpoint, Reason: u.Reason, Initial: !had || !old.probed})
+	}
+	e.publishLocked()
+}
+
+// Drain takes a datacenter out of every service regardless of its health.
+func (e *Engine) Drain(dc string, d Drain) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.hasDC(dc) {
+		return fmt.Errorf("%w %q", ErrUnknownDC, dc)
+	}
+	if d.Mode == "" {
+		d.Mode = "hard"
+	}
+	if d.Since.IsZero() {
+		d.Since = e.opts.Now()
+	}
+	e.drains[dc] = d
+	e.emitLocked(Event{Time: d.Since, Kind: EventDrained, DC: dc, Reason: d.Reason, By: d.By, Mode: d.Mode})
+	e.publishLocked()
+	return nil
+}
+
+// Undrain ends a manual drain. Undraining a DC that is not drained is not an error.
+func (e *Engine) Undrain(dc, by string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.hasDC(dc) {
+		return fmt.Errorf("%w %q", ErrUnknownDC, dc)
+	}
+	if _, ok := e.drains[dc]; !ok {
+		return nil
+	}
+	delete(e.drains, dc)
+	e.emitLocked(Event{Time: e.opts.Now(), Kind: EventUndrained, DC: dc, By: by})
+	e.publishLocked()
+	return nil
+}
+
+// RestoreDrains installs drains saved before a restart, without events.
+func (e *Engine) RestoreDrains(drains map[string]Drain) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for dc, d := range drains {
+		if e.hasDC(dc) {
+			e.drains[dc] = d
+		}
+	}
+	e.publishLocked()
+}
+
+// SetConfig swaps the configuration. Endpoints that are in both keep their
+// health, so a reload does not flap; new endpoints count as not yet probed.
+// Drains of DCs that no longer exist are dropped.
+func (e *Engine) SetConfig(cfg *config.Config) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cfg = cfg
+	keep := map[string]endpointState{}
+	for _, dc := range cfg.Datacenters {
+		for name, ds := range dc.Services {
+			for _, ep := range ds.Endpoints {
+				k := endpointKey(dc.Name, name, ep)
+				if st, ok := e.endpoints[k]; ok {
+					keep[k] = st
+				}
+			}
+		}
+	}
+	e.endpoints = keep
+	for dc := range e.drains {
+		if !e.hasDC(dc) {
+			delete(e.drains, dc)
+		}
+	}
+	e.emitLocked(Event{Time: e.opts.Now(), Kind: EventConfigReloaded})
+	e.publishLocked()
+}
+
+// Events returns the recorded events at or after since, oldest first.
+func (e *Engine) Events(since time.Time) []Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.events.since(since)
+}
+
+func (e *Engine) hasDC(name string) bool {
+	for _, dc := range e.cfg.Datacenters {
+		if dc.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) emitLocked(ev Event) {
+	e.events.add(ev)
+	if e.opts.OnEvent != nil {
+		e.opts.OnEvent(ev)
+	}
+}
+
+// publishLocked builds a snapshot from the current inputs, emits events for
+// datacenter state changes and publishes it.
+func (e *Engine) publishLocked() {
+	now := e.opts.Now()
+	e.gen++
+	s := build(e.cfg, e.endpoints, e.drains, now, e.opts.Rand)
+	s.Generation = e.gen
+	for _, svc := range s.Services {
+		for _, dc := range svc.DCs {
+			key := svc.Name + "/" + dc.Name
+			memo, seen := e.dcSince[key]
+			switch {
+			case !seen && dc.State == StateDown && !anyProbed(dc):
+				dc.Since = now // still waiting for its first probes: no state to announce
+				continue
+			case seen && memo.state == dc.State:
+				dc.Since = memo.since
+				continue
+			}
+			dc.Since = now
+			e.dcSince[key] = dcMemo{state: dc.State, since: now}
+			if dc.State == StateDrained || (seen && memo.state == StateDrained) {
+				continue // drains and undrains have events of their own
+			}
+			kind := EventDCDown
+			if dc.State == StateUp {
+				kind = EventDCUp
+			}
+			e.emitLocked(Event{Time: now, Kind: kind, DC: dc.Name, Service: svc.Name, Reason: dc.Reason, Initial: !seen})
+		}
+		if was := e.allDown[svc.Name]; was != svc.AllDown && (!svc.AllDown || anyServiceProbed(svc)) {
+			e.allDown[svc.Name] = svc.AllDown
+			kind := EventAllDownCleared
+			if svc.AllDown {
+				kind = EventAllDown
+			}
+			e.emitLocked(Event{Time: now, Kind: kind, Service: svc.Name, Reason: svc.Summary})
+		}
+	}
+	e.snap.Store(s)
+}
+
+func anyProbed(dc *DCStatus) bool {
+	for _, ep := range dc.Endpoints {
+		if ep.Probed {
+			return true
+		}
+	}
+	return false
+}
+
+func anyServiceProbed(s *Service) bool {
+	for _, dc := range s.DCs {
+		if anyProbed(dc) {
+			return true
+		}
+	}
+	return false
+}
