@@ -125,7 +125,9 @@ func TestBadConfigs(t *testing.T) {
 		{"takeover self", func(s string) string {
 			return strings.Replace(s, "    priority: 1\n", "    priority: 1\n    takeover: [east]\n", 1)
 		}, "datacenters[0].takeover[0]: a datacenter cannot take over its own shards", false},
-		{"no zone with dns", func(s string) string { return strings.Replace(s, "  zone: coopr.example.com\n", "  udp_size: 1232\n", 1) }, "dns.zone: a zone is required", false},
+		{"no zone with dns", func(s string) string {
+			return strings.Replace(s, "  zone: coopr.example.com\n", "  udp_size: 1232\n", 1)
+		}, "dns.zone: a zone is required", false},
 		{"bad static record", func(s string) string { return s + "  records: [\"www 300 IN CNAMEX x.\"]\n" }, "config.yaml:30: dns.records[0]: dns: unknown RR type: \"CNAMEX\"", false},
 		{"wrong type", func(s string) string { return strings.Replace(s, "priority: 2", "priority: high", 1) }, "config.yaml:18: datacenters[1].priority: cannot unmarshal string `high` into int", false},
 		{"yaml syntax", func(s string) string { return s + "services: [\n" }, "config.yaml:", false},

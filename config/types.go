@@ -19,6 +19,7 @@ type Config struct {
 	DNS         DNS                 `yaml:"dns"`
 	Admin       Admin               `yaml:"admin"`
 	Proxy       Proxy               `yaml:"proxy"`
+	TLS         TLS                 `yaml:"tls"`
 
 	// ServiceNames lists the keys of Services in sorted order so that every
 	// consumer iterates services deterministically.

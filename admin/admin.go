@@ -1,0 +1,132 @@
+// Package admin serves the operator's view of coopr-gslb on listen.admin: the
+// status page, the JSON API under /api/v1/, /metrics, /healthz and /readyz.
+// It only reads routing snapshots and probe results; changes go through the
+// functions it is handed.
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/coopr-gslb/coopr-gslb/health"
+	"github.com/coopr-gslb/coopr-gslb/routing"
+)
+
+// Options are what the admin server reads. Snapshot is required; the rest may be nil.
+type Options struct {
+	Snapshot func() *routing.Snapshot
+	// Events returns the routing history at or after since.
+	Events func(since time.Time) []routing.Event
+	// Probes returns the latest probe result of every endpoint.
+	Probes func() []health.Status
+	// Ready reports whether the first probe round is done.
+	Ready func() bool
+	// Gatherer serves /metrics. If nil, /metrics answers 404.
+	Gatherer prometheus.Gatherer
+	Version  string
+}
+
+// Server is the admin HTTP handler. It is safe for concurrent use.
+type Server struct {
+	opts Options
+	mux  *http.ServeMux
+}
+
+// New returns the admin handler.
+func New(opts Options) *Server {
+	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /{$}", s.page)
+	s.mux.HandleFunc("GET /api/v1/status", s.status)
+	s.mux.HandleFunc("GET /api/v1/events", s.events)
+	s.mux.HandleFunc("GET /api/v1/explain", s.explain)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	if opts.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) ready() bool { return s.opts.Ready == nil || s.opts.Ready() }
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready() {
+		writeText(w, http.StatusServiceUnavailable, "waiting for the first probe round\n")
+		return
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.buildStatus())
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := parseSince(v, time.Now())
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since: want an RFC 3339 time (2026-11-26T10:00:00Z) or a duration ago (5m)")
+			return
+		}
+		since = t
+	}
+	evs := []routing.Event{}
+	if s.opts.Events != nil {
+		evs = append(evs, s.opts.Events(since)...)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+}
+
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		return now.Add(-d), nil
+	}
+	return time.Parse(time.RFC3339Nano, v)
+}
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	name := q.Get("name")
+	client, err := netip.ParseAddr(q.Get("client"))
+	if q.Get("client") == "" {
+		client, err = netip.IPv4Unspecified(), nil
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "client: want an IP address such as 10.2.3.4")
+		return
+	}
+	snap := s.opts.Snapshot()
+	svc := snap.MatchName(normalizeHost(name))
+	if svc == nil {
+		writeError(w, http.StatusNotFound, "no service has the hostname "+name+"; check services.*.hostnames")
+		return
+	}
+	writeJSON(w, http.StatusOK, explainDecision(svc, client))
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeText(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg))
+}

@@ -1,0 +1,96 @@
+package admin
+
+import (
+	"html/template"
+	"net/http"
+	"time"
+)
+
+// The page is rendered on the server and refreshed by fetching the same
+// rendering as a fragment every second: one renderer, no external assets, and
+// it works on an offline network.
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
+	"ago": func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	},
+}).Parse(`{{define "body"}}
+<p class="meta">generation {{.Generation}} · updated {{.Updated.Format "15:04:05"}}{{if not .Ready}} · <b>waiting for the first probe round</b>{{end}}</p>
+{{range .Services}}
+<section>
+<h2>{{.Name}} <small>policy {{.Policy}}</small> <span class="badge {{.State}}">{{.State}}</span></h2>
+<p>DNS answer: <code>{{range .DNSAnswer}}{{.}} {{else}}none{{end}}</code> · proxy target: <b>{{or .ProxyTarget "none"}}</b></p>
+<p class="reason">{{.Reason}}</p>
+<table>
+<tr><th>datacenter</th><th>state</th><th>healthy</th><th>why</th><th>since</th><th>endpoints</th></tr>
+{{range .Datacenters}}
+<tr class="{{.State}}">
+<td>{{.Name}}</td>
+<td><span class="badge {{.State}}">{{.State}}</span></td>
+<td>{{.Healthy}}/{{.Total}}</td>
+<td>{{.Reason}}</td>
+<td>{{ago .Since}}</td>
+<td>{{range .Endpoints}}<div class="ep {{if .Up}}up{{else}}down{{end}}">{{.Address}}: {{if .Up}}up{{else}}down{{end}}{{if .Probed}} · {{printf "%.1f" .LatencyMS}} ms{{end}}{{if .LastError}} · {{.LastError}}{{end}}</div>{{end}}</td>
+</tr>
+{{end}}
+</table>
+</section>
+{{end}}
+<h2>Recent events</h2>
+<ul class="events">{{range .Events}}<li>{{.Time.Format "15:04:05.000"}} <b>{{.Kind}}</b> {{.DC}} {{.Service}} {{.Endpoint}} {{.Reason}}</li>{{else}}<li>none yet</li>{{end}}</ul>
+{{end}}
+{{define "page"}}<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>coopr-gslb status</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:1rem;background:#fafafa;color:#222}
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.5rem}small{color:#666;font-weight:normal}
+table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+.badge{padding:.1rem .5rem;border-radius:.6rem;font-size:.85rem;color:#fff;background:#777}
+.badge.up,.badge.ok{background:#1b7f3a}.badge.down,.badge.refusing{background:#b3261e}.badge.drained{background:#8a6d00}.badge.serving_all{background:#c25e00}
+.ep.down{color:#b3261e}.ep.up{color:#1b7f3a}.reason,.meta{color:#555;font-size:.9rem}
+.events{font-size:.85rem;max-height:20rem;overflow:auto;background:#fff;border:1px solid #ddd;padding:.5rem 1.5rem}
+@media (min-width:1600px){body{font-size:1.3rem}}
+</style></head>
+<body><h1>coopr-gslb {{.Version}}</h1>
+<div id="live">{{template "body" .}}</div>
+<script>
+setInterval(function(){
+  fetch("?fragment=1",{cache:"no-store"}).then(function(r){return r.ok?r.text():null})
+  .then(function(t){if(t!==null){document.getElementById("live").innerHTML=t}}).catch(function(){});
+},1000);
+</script>
+</body></html>{{end}}`))
+
+type pageData struct {
+	Status
+	Events []eventView
+}
+
+type eventView struct {
+	Time                                time.Time
+	Kind, DC, Service, Endpoint, Reason string
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	data := pageData{Status: s.buildStatus()}
+	if s.opts.Events != nil {
+		evs := s.opts.Events(time.Now().Add(-24 * time.Hour))
+		for i := len(evs) - 1; i >= 0 && len(data.Events) < 50; i-- {
+			e := evs[i]
+			data.Events = append(data.Events, eventView{e.Time, string(e.Kind), e.DC, e.Service, e.Endpoint, e.Reason})
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	name := "page"
+	if r.URL.Query().Get("fragment") != "" {
+		name = "body"
+	}
+	if err := pageTmpl.ExecuteTemplate(w, name, data); err != nil {
+		http.Error(w, "rendering the status page failed", http.StatusInternalServerError)
+	}
+}

@@ -1,0 +1,162 @@
+package admin
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/health"
+	"github.com/coopr-gslb/coopr-gslb/routing"
+)
+
+// Status is the document /api/v1/status serves and the status page renders.
+type Status struct {
+	Version    string                   `json:"version"`
+	Ready      bool                     `json:"ready"`
+	Generation uint64                   `json:"generation"`
+	Updated    time.Time                `json:"updated"`
+	Services   []ServiceStatus          `json:"services"`
+	Drains     map[string]routing.Drain `json:"drains"`
+}
+
+// ServiceStatus is one service's routing state.
+type ServiceStatus struct {
+	Name    string `json:"name"`
+	Policy  string `json:"policy"`
+	AllDown bool   `json:"all_down"`
+	// State is "ok", "serving_all" (no DC healthy, failing open) or "refusing".
+	State   string `json:"state"`
+	Summary string `json:"summary"`
+	// DNSAnswer and ProxyTarget are what a client with no matching network
+	// gets right now.
+	DNSAnswer   []string   `json:"dns_answer"`
+	ProxyTarget string     `json:"proxy_target"`
+	Reason      string     `json:"reason"`
+	Datacenters []DCStatus `json:"datacenters"`
+}
+
+// DCStatus is one datacenter's state for one service.
+type DCStatus struct {
+	Name      string           `json:"name"`
+	State     string           `json:"state"`
+	Priority  int              `json:"priority"`
+	Weight    int              `json:"weight"`
+	Healthy   int              `json:"healthy"`
+	Total     int              `json:"total"`
+	Required  int              `json:"required"`
+	Reason    string           `json:"reason,omitempty"`
+	Since     time.Time        `json:"since"`
+	Drain     *routing.Drain   `json:"drain,omitempty"`
+	Endpoints []EndpointStatus `json:"endpoints"`
+}
+
+// EndpointStatus is one endpoint's latest probe.
+type EndpointStatus struct {
+	Address   string    `json:"address"`
+	Up        bool      `json:"up"`
+	Probed    bool      `json:"probed"`
+	LastOK    bool      `json:"last_ok"`
+	LastError string    `json:"last_error,omitempty"`
+	LatencyMS float64   `json:"latency_ms"`
+	LastProbe time.Time `json:"last_probe,omitzero"`
+	Since     time.Time `json:"since,omitzero"`
+}
+
+func (s *Server) buildStatus() Status {
+	snap := s.opts.Snapshot()
+	probes := map[string]health.Status{}
+	if s.opts.Probes != nil {
+		for _, p := range s.opts.Probes() {
+			probes[p.Target.ID] = p
+		}
+	}
+	st := Status{Version: s.opts.Version, Ready: s.ready(), Generation: snap.Generation, Updated: snap.Built, Drains: snap.Drains}
+	for _, svc := range snap.Services {
+		d := svc.Decide(netip.IPv4Unspecified())
+		ss := ServiceStatus{Name: svc.Name, Policy: svc.Config.Policy, AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: []string{}}
+		switch {
+		case svc.AllDown && len(d.Targets) > 0:
+			ss.State = "serving_all"
+		case svc.AllDown:
+			ss.State = "refusing"
+		}
+		if len(d.Targets) > 0 {
+			ss.ProxyTarget = d.Targets[0].DC
+			answer := d.Targets[:1]
+			if svc.Config.Policy == "all" {
+				answer = d.Targets
+			}
+			for _, t := range answer {
+				for _, a := range t.Addresses {
+					ss.DNSAnswer = append(ss.DNSAnswer, a.String())
+				}
+			}
+		}
+		for _, dc := range svc.DCs {
+			ds := DCStatus{Name: dc.Name, State: dc.State.String(), Priority: dc.Priority, Weight: dc.Weight, Healthy: dc.Healthy,
+				Total: dc.Total, Required: dc.Required, Reason: dc.Reason, Since: dc.Since, Drain: dc.Drain}
+			if svc.AllDown && len(d.Targets) > 0 && dc.State == routing.StateDown {
+				ds.State = "serving_all"
+			}
+			for _, ep := range dc.Endpoints {
+				es := EndpointStatus{Address: ep.Address, Up: ep.Up, Probed: ep.Probed, Since: ep.Since, LastError: ep.Reason}
+				if p, ok := probes[dc.Name+"/"+svc.Name+"/"+ep.Address]; ok && p.Probed {
+					es.LastOK = p.Last.OK
+					es.LastError = p.Last.Err
+					es.LatencyMS = float64(p.Last.Latency.Microseconds()) / 1000
+					es.LastProbe = p.Last.At
+				}
+				ds.Endpoints = append(ds.Endpoints, es)
+			}
+			ss.Datacenters = append(ss.Datacenters, ds)
+		}
+		st.Services = append(st.Services, ss)
+	}
+	return st
+}
+
+// Explanation is what /api/v1/explain answers: the decision for one client and why.
+type Explanation struct {
+	Service   string   `json:"service"`
+	Policy    string   `json:"policy"`
+	Client    string   `json:"client"`
+	Chosen    string   `json:"chosen"`
+	Order     []string `json:"order"`
+	DNSAnswer []string `json:"dns_answer"`
+	AllDown   bool     `json:"all_down"`
+	Reason    string   `json:"reason"`
+	Steps     []string `json:"steps"`
+}
+
+func explainDecision(svc *routing.Service, client netip.Addr) Explanation {
+	d := svc.Decide(client)
+	ex := Explanation{Service: svc.Name, Policy: svc.Config.Policy, Client: client.String(), AllDown: d.AllDown, Reason: d.Reason, Order: []string{}, DNSAnswer: []string{}}
+	ex.Steps = append(ex.Steps, "policy: "+svc.Config.Policy)
+	for _, dc := range svc.DCs {
+		line := dc.Name + ": " + dc.State.String()
+		if dc.Reason != "" {
+			line += " (" + strings.TrimPrefix(dc.Reason, "drained: ") + ")"
+		}
+		ex.Steps = append(ex.Steps, line)
+	}
+	if d.AllDown {
+		ex.Steps = append(ex.Steps, "no datacenter is healthy: when_all_down is "+svc.Config.WhenAllDown)
+	}
+	for i, t := range d.Targets {
+		ex.Order = append(ex.Order, t.DC)
+		if i == 0 || svc.Config.Policy == "all" {
+			for _, a := range t.Addresses {
+				ex.DNSAnswer = append(ex.DNSAnswer, a.String())
+			}
+		}
+	}
+	if len(d.Targets) > 0 {
+		ex.Chosen = d.Targets[0].DC
+	}
+	ex.Steps = append(ex.Steps, "decision: "+d.Reason)
+	return ex
+}
+
+func normalizeHost(h string) string {
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
+)
+
+func cmdCheck(args []string) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: coopr-gslb check -config FILE\n\nValidates the configuration and prints every problem as FILE:LINE: FIELD: MESSAGE.\nExits 1 on any error, 0 otherwise (warnings are printed).\n\n")
+		fs.PrintDefaults()
+	}
+	path := fs.String("config", "config.yaml", "configuration file")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	return check(*path, os.Stdout, os.Stderr)
+}
+
+func check(path string, stdout, stderr io.Writer) int {
+	cfg, problems, err := config.LoadFile(path)
+	for _, p := range problems {
+		fmt.Fprintln(stderr, p)
+	}
+	if err != nil {
+		if !errors.Is(err, config.ErrInvalid) {
+			fmt.Fprintf(stderr, "coopr-gslb: %v\n", err)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d datacenters, %d services, %d warnings)\n", path, len(cfg.Datacenters), len(cfg.Services), len(problems.Warnings()))
+	return 0
+}

@@ -1,0 +1,431 @@
+package dnsserver
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/miekg/dns"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
+)
+
+// maxChain bounds how many in-zone CNAMEs one answer follows, so a loop of
+// CNAMEs ends.
+const maxChain = 8
+
+// response is the scratch space of one query: the reply and the backing
+// storage of the records synthesized for it. Responses are pooled, so that
+// building an answer allocates nothing once the pool is warm. A response
+// serves one query at a time; reset drops every reference it holds, so a
+// pooled response keeps no snapshot alive.
+type response struct {
+	msg      dns.Msg
+	question [1]dns.Question
+	// answer, ns and extra back the sections of msg.
+	answer, ns, extra []dns.RR
+	// a and aaaa hold GSLB address records: their owner is the query name
+	// (in the query's case, or the name a wildcard matched), so they are
+	// written per query into these arrays instead of being shared.
+	a    []dns.A
+	aaaa []dns.AAAA
+	// name is the lower-cased name being looked up.
+	name  []byte
+	opt   dns.OPT
+	opts  [1]dns.EDNS0
+	ecs   dns.EDNS0_SUBNET
+	soa   dns.SOA
+	hinfo dns.HINFO
+	buf   []byte
+
+	// What the answer turned out to be, for the size limit and metrics.
+	edns     edns
+	qtype    int // label index
+	referral bool
+	scope    int  // ScopeBits of the GSLB decision
+	scoped   bool // whether a GSLB decision was made
+	gslb     []*dcData
+	refused  *serviceData
+}
+
+func newResponse() *response {
+	return &response{
+		answer: make([]dns.RR, 0, 16),
+		ns:     make([]dns.RR, 0, 4),
+		extra:  make([]dns.RR, 0, 8),
+		a:      make([]dns.A, 0, 8),
+		aaaa:   make([]dns.AAAA, 0, 8),
+		name:   make([]byte, 0, 256),
+		gslb:   make([]*dcData, 0, 4),
+		buf:    make([]byte, 4096),
+	}
+}
+
+// reset empties r for the next query.
+func (r *response) reset() {
+	clear(r.answer[:cap(r.answer)])
+	clear(r.ns[:cap(r.ns)])
+	clear(r.extra[:cap(r.extra)])
+	clear(r.a[:cap(r.a)])
+	clear(r.aaaa[:cap(r.aaaa)])
+	clear(r.gslb[:cap(r.gslb)])
+	r.msg = dns.Msg{}
+	r.question[0] = dns.Question{}
+	r.opt, r.ecs, r.soa, r.hinfo = dns.OPT{}, dns.EDNS0_SUBNET{}, dns.SOA{}, dns.HINFO{}
+	r.opts[0] = nil
+	r.edns, r.qtype, r.referral, r.scope, r.scoped, r.refused = edns{}, qtypeNone, false, 0, false, nil
+}
+
+// begin starts the reply to req: header bits that must echo the query, and
+// the question as asked, in its case (RFC 1035 section 7.3; DNS 0x20).
+func (r *response) begin(req *dns.Msg) *dns.Msg {
+	m := &r.msg
+	m.Id = req.Id
+	m.Response = true
+	m.Opcode = req.Opcode
+	m.RecursionDesired = req.RecursionDesired
+	m.CheckingDisabled = req.CheckingDisabled
+	m.Compress = true
+	m.Answer, m.Ns, m.Extra = r.answer[:0], r.ns[:0], r.extra[:0]
+	r.a, r.aaaa, r.gslb = r.a[:0], r.aaaa[:0], r.gslb[:0]
+	if len(req.Question) == 1 {
+		r.question[0] = req.Question[0]
+		m.Question = r.question[:]
+		r.qtype = qtypeLabel(req.Question[0].Qtype)
+	}
+	return m
+}
+
+// answer builds the response to req from v into r. client is the address
+// the answer is tailored for unless the query carries a Client Subnet. v is
+// nil when there is no routing snapshot yet.
+//
+// It allocates nothing except copies of static records that must be renamed
+// (to the query's case, or to a name a wildcard matched).
+func answer(v *view, req *dns.Msg, client netip.Addr, r *response) {
+	m := r.begin(req)
+	defer r.finish(v)
+	if len(req.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		return
+	}
+	if req.Opcode != dns.OpcodeQuery {
+		m.Rcode = dns.RcodeNotImplemented
+		return
+	}
+	e, rcode := parseEDNS(req)
+	r.edns = e
+	if rcode != dns.RcodeSuccess {
+		m.Rcode = rcode
+		return
+	}
+	if e.present && e.version != 0 {
+		m.Rcode = dns.RcodeBadVers // the OPT record finish adds carries it
+		return
+	}
+	if v == nil {
+		m.Rcode = dns.RcodeServerFailure
+		return
+	}
+	q := r.question[0]
+	switch {
+	case q.Qtype == dns.TypeOPT:
+		m.Rcode = dns.RcodeFormatError // a pseudo-type, never a question
+		return
+	case q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY:
+		m.Rcode = dns.RcodeRefused // we are authoritative for one IN zone only
+		return
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
+		// The zone is generated per query from live health; there is no
+		// transferable copy of it.
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	z := v.zone
+	r.name = appendLower(r.name[:0], q.Name)
+	if z.origin == "" || !inZone(r.name, z.origin) {
+		m.Rcode = dns.RcodeRefused
+		return
+	}
+	if e.ecs != nil && e.ecsAddr.IsValid() {
+		client = e.ecsAddr
+	}
+	v.resolve(r, q, client)
+}
+
+// finish adds the OPT record to a reply to an EDNS query: our UDP size, the
+// DO bit echoed (RFC 3225), the Client Subnet echoed with the scope the
+// answer holds for (RFC 7871 section 7.2.1).
+func (r *response) finish(v *view) {
+	if !r.edns.present {
+		return
+	}
+	size := uint16(config.DefaultUDPSize)
+	if v != nil {
+		size = v.zone.settings.udpSize
+	}
+	r.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: size}
+	r.opt.Option = r.opts[:0]
+	if r.edns.do {
+		r.opt.SetDo()
+	}
+	if ecs := r.edns.ecs; ecs != nil {
+		r.ecs = *ecs
+		r.ecs.SourceScope = 0
+		if r.scoped {
+			r.ecs.SourceScope = ecsScope(r.scope, ecs)
+		}
+		r.opt.Option = append(r.opt.Option, &r.ecs)
+	}
+	r.msg.Extra = append(r.msg.Extra, &r.opt)
+}
+
+// resolve answers q, a name inside the zone, following in-zone CNAMEs.
+func (v *view) resolve(r *response, q dns.Question, client netip.Addr) {
+	z := v.zone
+	m := &r.msg
+	m.Authoritative = true
+	owner := q.Name
+	n, kind := z.find(r.name)
+	var seen [maxChain]*node // the chain so far, to stop at a loop
+	for hops := 0; ; hops++ {
+		switch kind {
+		case foundReferral:
+			if hops > 0 {
+				return // the chain leaves our authority; the resolver follows it
+			}
+			if q.Qtype == dns.TypeDS && string(r.name) == n.name {
+				// DS lives on the parent side of a cut, which is us (RFC 4035
+				// section 3.1.4.1): we have none, authoritatively.
+				m.Ns = append(m.Ns, z.negSOA)
+				return
+			}
+			m.Authoritative = false
+			r.referral = true
+			m.Ns = append(m.Ns, n.ns...)
+			m.Extra = append(m.Extra, n.glue...)
+			return
+		case foundNothing:
+			// The rcode describes the last name of a CNAME chain (RFC 6604).
+			m.Rcode = dns.RcodeNameError
+			m.Ns = append(m.Ns, z.negSOA)
+			return
+		}
+		if q.Qtype == dns.TypeANY {
+			// RFC 8482: one small synthesized record instead of everything,
+			// so ANY is no amplifier.
+			r.hinfo = dns.HINFO{Hdr: hdr(owner, dns.TypeHINFO, anyTTL), Cpu: "RFC8482"}
+			m.Answer = append(m.Answer, &r.hinfo)
+			return
+		}
+		if n.cname != nil && q.Qtype != dns.TypeCNAME {
+			r.addSet(owner, n.rrs(dns.TypeCNAME))
+			seen[hops] = n
+			target := n.cname.Target
+			r.name = append(r.name[:0], target...)
+			if hops+1 >= maxChain || !inZone(r.name, z.origin) {
+				return // out of zone: the resolver follows it
+			}
+			owner = target
+			n, kind = z.find(r.name)
+			if n != nil && slices.Contains(seen[:hops+1], n) {
+				return // a loop: every CNAME of it is in the answer once
+			}
+			continue
+		}
+		if n.service >= 0 && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) {
+			v.gslb(r, owner, n.service, q.Qtype, client)
+			return
+		}
+		rrs := n.rrs(q.Qtype)
+		if len(rrs) == 0 {
+			m.Ns = append(m.Ns, z.negSOA) // NODATA (RFC 2308 section 2.2)
+			return
+		}
+		r.addSet(owner, rrs)
+		if q.Qtype == dns.TypeNS {
+			m.Extra = append(m.Extra, n.glue...)
+		}
+		return
+	}
+}
+
+// addSet appends rrs to the answer section under owner. Records whose owner
+// differs are copied, never renamed in place: the zone's records are shared
+// by every query.
+func (r *response) addSet(owner string, rrs []dns.RR) {
+	for _, rr := range rrs {
+		if rr.Header().Name != owner {
+			rr = dns.Copy(rr)
+			rr.Header().Name = owner
+		}
+		r.msg.Answer = append(r.msg.Answer, rr)
+	}
+}
+
+// gslb answers an A or AAAA query for a service hostname from the routing
+// decision for client: the addresses of the first datacenter for failover,
+// weighted and nearest, of every datacenter for the all policy.
+func (v *view) gslb(r *response, owner string, si int, qtype uint16, client netip.Addr) {
+	z := v.zone
+	m := &r.msg
+	sd, svc := z.services[si], v.services[si]
+	if svc == nil {
+		m.Ns = append(m.Ns, z.negSOA)
+		return
+	}
+	d := svc.Decide(client)
+	r.scope, r.scoped = d.ScopeBits, true
+	if len(d.Targets) == 0 {
+		// Nothing may serve (when_all_down: refuse). NODATA rather than
+		// SERVFAIL: SERVFAIL sends resolvers to our other nameservers,
+		// which know no better, and reads as our failure; NXDOMAIN would
+		// deny that the name exists. NODATA says "no address now", and it
+		// is cached no longer than a positive answer would be (the
+		// service's dns_ttl), so recovery shows as fast as any change.
+		r.soa = *z.negSOA
+		r.soa.Hdr.Ttl = min(r.soa.Hdr.Ttl, sd.ttl)
+		m.Ns = append(m.Ns, &r.soa)
+		r.refused = sd
+		return
+	}
+	before := len(m.Answer)
+	for _, t := range d.Targets {
+		dd := v.targets[t]
+		if dd == nil || len(dd.v4)+len(dd.v6) == 0 {
+			// A datacenter without addresses cannot be reached by DNS at
+			// all (the configuration warns about it); the next one answers.
+			continue
+		}
+		n := len(m.Answer)
+		if qtype == dns.TypeA {
+			r.addA(owner, sd.ttl, dd.v4)
+		} else {
+			r.addAAAA(owner, sd.ttl, dd.v6)
+		}
+		if len(m.Answer) > n {
+			r.gslb = append(r.gslb, dd)
+		}
+		if !sd.all {
+			break
+		}
+	}
+	if len(m.Answer) == before {
+		m.Ns = append(m.Ns, z.negSOA) // no address of this family: NODATA
+	}
+}
+
+func (r *response) addA(owner string, ttl uint32, ips []net.IP) {
+	for _, ip := range ips {
+		r.a = append(r.a, dns.A{Hdr: hdr(owner, dns.TypeA, ttl), A: ip})
+		r.msg.Answer = append(r.msg.Answer, &r.a[len(r.a)-1])
+	}
+}
+
+func (r *response) addAAAA(owner string, ttl uint32, ips []net.IP) {
+	for _, ip := range ips {
+		r.aaaa = append(r.aaaa, dns.AAAA{Hdr: hdr(owner, dns.TypeAAAA, ttl), AAAA: ip})
+		r.msg.Answer = append(r.msg.Answer, &r.aaaa[len(r.aaaa)-1])
+	}
+}
+
+// findKind says what a lookup found.
+type findKind int
+
+const (
+	foundName     findKind = iota // the name exists (its node)
+	foundWildcard                 // a wildcard matches the name (the wildcard's node)
+	foundReferral                 // the name is at or below a delegation (the cut's node)
+	foundNothing                  // the name does not exist
+)
+
+// find looks name up (lower case, inside the zone) per RFC 1034 section
+// 4.3.2 and RFC 4592: the name itself, else the closest existing ancestor,
+// whose wildcard child, if any, matches.
+func (z *zone) find(name []byte) (*node, findKind) {
+	if n := z.nodes[string(name)]; n != nil {
+		if n.cut != nil {
+			return n.cut, foundReferral
+		}
+		return n, foundName
+	}
+	// No name is deeper than maxDepth labels, so neither is any ancestor
+	// worth looking up.
+	p := name
+	for skip := countLabels(name) - z.maxDepth; skip > 0; skip-- {
+		p = parent(p)
+	}
+	if len(p) == len(name) {
+		p = parent(p)
+	}
+	for ; p != nil && len(p) >= len(z.origin); p = parent(p) {
+		n := z.nodes[string(p)]
+		if n == nil {
+			continue
+		}
+		if n.cut != nil {
+			return n.cut, foundReferral
+		}
+		if n.wild != nil {
+			return n.wild, foundWildcard
+		}
+		return n, foundNothing
+	}
+	return nil, foundNothing
+}
+
+// errTooLarge reports a response that does not fit even a TCP message.
+var errTooLarge = errors.New("dnsserver: response larger than 65535 bytes")
+
+// pack packs the reply for transport t. A UDP reply larger than the client
+// accepts first sheds its additional section (optional, except the glue of
+// a referral, RFC 9471); if it still does not fit it goes out empty with TC
+// set, so the client retries over TCP (RFC 2181 section 9).
+func (r *response) pack(t transport, ourSize uint16) ([]byte, error) {
+	limit := dns.MaxMsgSize
+	if t == udp {
+		limit = udpLimit(r.edns, ourSize)
+	}
+	b, err := r.packBuffer()
+	if err != nil || len(b) <= limit {
+		return b, err
+	}
+	if t == tcp {
+		return nil, errTooLarge
+	}
+	m := &r.msg
+	if !r.referral && len(m.Extra) > r.optCount() {
+		m.Extra = r.keepOPT(m.Extra)
+		if b, err = r.packBuffer(); err != nil || len(b) <= limit {
+			return b, err
+		}
+	}
+	m.Truncated = true
+	m.Answer, m.Ns, m.Extra = m.Answer[:0], m.Ns[:0], r.keepOPT(m.Extra)
+	return r.packBuffer()
+}
+
+func (r *response) packBuffer() ([]byte, error) {
+	b, err := r.msg.PackBuffer(r.buf)
+	if err == nil && cap(b) > cap(r.buf) && cap(b) <= dns.MaxMsgSize+1 {
+		r.buf = b[:cap(b)] // keep a grown buffer for the next query
+	}
+	return b, err
+}
+
+func (r *response) optCount() int {
+	if r.edns.present {
+		return 1
+	}
+	return 0
+}
+
+// keepOPT returns extra with only our OPT record left.
+func (r *response) keepOPT(extra []dns.RR) []dns.RR {
+	extra = extra[:0]
+	if r.edns.present {
+		extra = append(extra, &r.opt)
+	}
+	return extra
+}

@@ -1,0 +1,21 @@
+// Package dnsserver is the authoritative GSLB DNS front door: it answers for the
+// configured zone from the current routing snapshot.
+//
+// A Server serves UDP (on several SO_REUSEPORT sockets) and TCP on one port.
+// Every query reads the routing snapshot it is handed, so a drain or a health
+// change shows in the very next answer. Everything that depends only on the
+// configuration (the zone's SOA, NS, glue and static records, the addresses of
+// every service in every datacenter) is built once per configuration and
+// published atomically; everything that depends on the snapshot (which routing
+// service answers a name, which addresses a routing target has) is indexed once
+// per snapshot. Answering a query then costs a few map lookups and the routing
+// decision, and allocates nothing of its own.
+//
+// The zone follows the RFCs an authoritative server is held to: AA on
+// authoritative answers, SOA in the authority section of negative answers
+// (RFC 2308), referrals below delegations, empty non-terminals and wildcards
+// (RFC 4592), EDNS(0) (RFC 6891) with Client Subnet (RFC 7871), minimal ANY
+// answers (RFC 8482) and truncation to the client's UDP size. Responses over
+// UDP are rate limited per client network (RRL) so the server is a poor
+// amplifier.
+package dnsserver

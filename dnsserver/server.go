@@ -1,0 +1,397 @@
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/routing"
+)
+
+// udpReadSize is the buffer for one incoming UDP query. Queries are small;
+// a larger datagram is cut short and answered FORMERR.
+const udpReadSize = 4096
+
+// Errors Start returns.
+var (
+	ErrStarted = errors.New("dnsserver: server already started")
+	ErrClosed  = errors.New("dnsserver: server shut down")
+)
+
+// Options configure a Server.
+type Options struct {
+	// Addr is the host:port to serve UDP and TCP on; port 0 picks a free
+	// port (see Server.Addr). If empty, the configuration's listen.dns.
+	Addr string
+	// Snapshot returns the current routing snapshot. It is called for every
+	// query, so it must be cheap and safe for concurrent use, as
+	// routing.Engine.Snapshot is. Required.
+	Snapshot func() *routing.Snapshot
+	// Registerer receives the coopr_gslb_dns_* metrics. If nil, they are
+	// kept but not registered.
+	Registerer prometheus.Registerer
+	// Logger receives zone build warnings and serving errors, never a line
+	// per query. If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the authoritative DNS server. Its methods are safe for
+// concurrent use; a Server must not be copied.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	limiter *limiter
+	pool    sync.Pool
+
+	// view is the index of the latest snapshot; buildMu serializes
+	// rebuilding it, serial is the last SOA serial handed out.
+	view    atomic.Pointer[view]
+	buildMu sync.Mutex
+	serial  uint32
+
+	mu       sync.Mutex // guards the fields below
+	started  bool
+	stopped  bool
+	servers  []*dns.Server
+	udpAddr  *net.UDPAddr
+	tcpAddr  *net.TCPAddr
+	wg       sync.WaitGroup // one per dns.Server goroutine
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New returns a Server that is not serving yet; see Start.
+func New(opts Options) (*Server, error) {
+	if opts.Snapshot == nil {
+		return nil, errors.New("dnsserver: Options.Snapshot is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, log: opts.Logger, metrics: m, limiter: newLimiter()}
+	s.pool.New = func() any { return newResponse() }
+	return s, nil
+}
+
+// Start binds the UDP sockets (dns.udp_sockets of them, one per CPU by
+// default) and the TCP listener on one port, and returns once they are
+// listening. The number of UDP sockets is fixed here; the other dns
+// settings follow configuration reloads.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.stopped:
+		return ErrClosed
+	case s.started:
+		return ErrStarted
+	}
+	var cfg *config.Config
+	if v := s.current(); v != nil {
+		cfg = v.zone.cfg
+	}
+	addr, sockets := s.opts.Addr, 0
+	if cfg != nil {
+		if addr == "" {
+			addr = cfg.Listen.DNS
+		}
+		sockets = cfg.DNS.UDPSockets
+	}
+	if addr == "" {
+		return errors.New("dnsserver: no listen address (Options.Addr or listen.dns)")
+	}
+	if sockets <= 0 {
+		sockets = runtime.GOMAXPROCS(0)
+	}
+	pcs, ln, err := bind(addr, sockets)
+	if err != nil {
+		return err
+	}
+	s.udpAddr = pcs[0].LocalAddr().(*net.UDPAddr)
+	s.tcpAddr = ln.Addr().(*net.TCPAddr)
+
+	for _, pc := range pcs {
+		s.servers = append(s.servers, &dns.Server{
+			PacketConn:     pc,
+			Handler:        handler{s, udp},
+			UDPSize:        udpReadSize,
+			MsgAcceptFunc:  s.accept(udp),
+			MsgInvalidFunc: s.invalid(udp),
+		})
+	}
+	idle := s.settings().idleTimeout
+	s.servers = append(s.servers, &dns.Server{
+		Listener: &limitListener{Listener: ln, max: func() int { return s.settings().maxConns }, rejected: s.metrics.tcpRejected},
+		Handler:  handler{s, tcp},
+		// The first query must come within the idle timeout too, and
+		// later ones follow it as reloads change it.
+		ReadTimeout:    idle,
+		IdleTimeout:    func() time.Duration { return s.settings().idleTimeout },
+		MaxTCPQueries:  -1, // pipelining clients keep one connection; the idle timeout ends it
+		MsgAcceptFunc:  s.accept(tcp),
+		MsgInvalidFunc: s.invalid(tcp),
+	})
+
+	// ActivateAndServe must have marked a server started before Shutdown
+	// can stop it, so wait for each to say so.
+	ready := make(chan error, 2*len(s.servers)) // a start and an end each
+	for _, srv := range s.servers {
+		srv.NotifyStartedFunc = func() { ready <- nil }
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			err := srv.ActivateAndServe()
+			if err != nil {
+				s.log.Error("dns: serving stopped", "error", err)
+			}
+			ready <- err
+		}()
+	}
+	s.started = true
+	for range s.servers {
+		if err := <-ready; err != nil {
+			s.mu.Unlock()
+			s.Shutdown(context.Background())
+			s.mu.Lock()
+			return err
+		}
+	}
+	return nil
+}
+
+// Addr returns the address the server listens on, "host:port", the same for
+// UDP and TCP; empty before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tcpAddr == nil {
+		return ""
+	}
+	return s.tcpAddr.String()
+}
+
+// UDPAddr returns the bound UDP address, nil before Start.
+func (s *Server) UDPAddr() *net.UDPAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.udpAddr
+}
+
+// TCPAddr returns the bound TCP address, nil before Start.
+func (s *Server) TCPAddr() *net.TCPAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tcpAddr
+}
+
+// Shutdown stops serving: it closes the sockets, lets queries in progress
+// finish and waits for every goroutine of the server, or for ctx. It is
+// safe to call more than once, and before Start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopped = true
+	servers := s.servers
+	s.mu.Unlock()
+	s.stopOnce.Do(func() {
+		var errs []error
+		for _, srv := range servers {
+			if err := srv.ShutdownContext(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		done := make(chan struct{})
+		go func() {
+			s.wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs = append(errs, ctx.Err())
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}
+
+// settings returns the serving settings of the current configuration.
+func (s *Server) settings() settings {
+	if v := s.current(); v != nil {
+		return v.zone.settings
+	}
+	return settings{udpSize: config.DefaultUDPSize, idleTimeout: 10 * time.Second, maxConns: 1000}
+}
+
+// handler serves the queries of one transport.
+type handler struct {
+	s *Server
+	t transport
+}
+
+// ServeDNS answers one query. A panic is logged and the query dropped:
+// one bad packet must not take down every front door of the process.
+func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.s.log.Error("dns: panic answering a query", "panic", p, "stack", string(debug.Stack()))
+			h.s.metrics.query(h.t, qtypeNone, rcodeDropped)
+		}
+	}()
+	h.s.serve(w, req, h.t)
+}
+
+// serve answers req, which arrived over t, and writes the response to w.
+func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg, t transport) {
+	start := time.Now()
+	client := remoteAddr(w)
+	v := s.current()
+	r := s.pool.Get().(*response)
+	defer s.release(r)
+
+	action := rrlAllow
+	if t == udp {
+		// Rate limiting comes first: a flood costs a table lookup, not an
+		// answer. TCP needs none, its handshake proves the source.
+		action = s.limiter.check(client, start)
+	}
+	switch action {
+	case rrlDrop:
+		s.metrics.rrlDropped.Inc()
+		s.metrics.query(t, questionType(req), rcodeDropped)
+		return
+	case rrlSlip:
+		s.metrics.rrlSlipped.Inc()
+		slip(v, req, r)
+	default:
+		answer(v, req, client, r)
+	}
+
+	ourSize := uint16(config.DefaultUDPSize)
+	if v != nil {
+		ourSize = v.zone.settings.udpSize
+	}
+	b, err := r.pack(t, ourSize)
+	if err != nil {
+		// Only a record set too large for any message gets here.
+		s.log.Debug("dns: cannot pack a response", "name", r.question[0].Name, "error", err)
+		m := &r.msg
+		m.Rcode, m.Truncated = dns.RcodeServerFailure, false
+		m.Answer, m.Ns, m.Extra = m.Answer[:0], m.Ns[:0], r.keepOPT(m.Extra)
+		r.gslb, r.refused = r.gslb[:0], nil
+		if b, err = r.packBuffer(); err != nil {
+			s.metrics.query(t, r.qtype, rcodeDropped)
+			return
+		}
+	}
+	w.Write(b) // a failed write is the client's loss; there is no one to tell
+
+	s.metrics.query(t, r.qtype, rcodeLabel(r.msg.Rcode))
+	for _, dd := range r.gslb {
+		dd.answers.Inc()
+	}
+	if r.refused != nil {
+		r.refused.refused.Inc()
+	}
+	s.metrics.durations[t].Observe(time.Since(start).Seconds())
+}
+
+func (s *Server) release(r *response) {
+	r.reset()
+	s.pool.Put(r)
+}
+
+// slip builds the response RRL sends instead of an answer: empty, with TC
+// set, so a real client retries over TCP while a spoofed victim gets no
+// more bytes than the query had.
+func slip(v *view, req *dns.Msg, r *response) {
+	r.begin(req)
+	r.edns, _ = parseEDNS(req)
+	r.msg.Truncated = true
+	r.finish(v)
+}
+
+func questionType(req *dns.Msg) int {
+	if len(req.Question) != 1 {
+		return qtypeNone
+	}
+	return qtypeLabel(req.Question[0].Qtype)
+}
+
+// remoteAddr returns the client's address, invalid if unknown.
+func remoteAddr(w dns.ResponseWriter) netip.Addr {
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// acceptHeader decides from the header alone whether a packet is worth
+// parsing. Unlike dns.DefaultMsgAcceptFunc it answers NOTIMP to every
+// opcode but QUERY, NOTIFY included: we are no secondary.
+func acceptHeader(dh dns.Header) dns.MsgAcceptAction {
+	const qr = 1 << 15
+	if dh.Bits&qr != 0 {
+		return dns.MsgIgnore // a response: answering it could start a loop
+	}
+	if opcode := int(dh.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
+		return dns.MsgRejectNotImplemented
+	}
+	if dh.Qdcount != 1 {
+		return dns.MsgReject
+	}
+	// A query has at most an IXFR's SOA beyond its question, and an OPT and
+	// a TSIG record in the additional section; more is junk not worth
+	// parsing.
+	if dh.Ancount > 1 || dh.Nscount > 1 || dh.Arcount > 2 {
+		return dns.MsgReject
+	}
+	return dns.MsgAccept
+}
+
+// accept is acceptHeader, counting the packets it rejects (miekg/dns
+// answers those itself, with FORMERR or NOTIMP and no question).
+func (s *Server) accept(t transport) dns.MsgAcceptFunc {
+	return func(dh dns.Header) dns.MsgAcceptAction {
+		action := acceptHeader(dh)
+		switch action {
+		case dns.MsgIgnore:
+			s.metrics.query(t, qtypeNone, rcodeDropped)
+		case dns.MsgReject:
+			s.metrics.query(t, qtypeNone, rcodeLabel(dns.RcodeFormatError))
+		case dns.MsgRejectNotImplemented:
+			s.metrics.query(t, qtypeNone, rcodeLabel(dns.RcodeNotImplemented))
+		}
+		return action
+	}
+}
+
+// invalid counts packets miekg/dns cannot parse: shorter than a header they
+// are dropped, otherwise answered FORMERR.
+func (s *Server) invalid(t transport) dns.MsgInvalidFunc {
+	return func(m []byte, _ error) {
+		rcode := rcodeLabel(dns.RcodeFormatError)
+		if len(m) < 12 {
+			rcode = rcodeDropped
+		}
+		s.metrics.query(t, qtypeNone, rcode)
+	}
+}

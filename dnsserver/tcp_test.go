@@ -1,0 +1,205 @@
+package dnsserver
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// writeTCP writes one length-prefixed message.
+func writeTCP(t testing.TB, c net.Conn, m *dns.Msg) {
+	t.Helper()
+	b := packet(t, m)
+	if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readTCP reads one length-prefixed message.
+func readTCP(c net.Conn, timeout time.Duration) (*dns.Msg, error) {
+	c.SetReadDeadline(time.Now().Add(timeout))
+	var n [2]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint16(n[:]))
+	if _, err := io.ReadFull(c, b); err != nil {
+		return nil, err
+	}
+	m := new(dns.Msg)
+	return m, m.Unpack(b)
+}
+
+func TestTCPPipelining(t *testing.T) {
+	f := start(t, "")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names := []string{"api.gslb.example.com.", "txt.gslb.example.com.", "nope.gslb.example.com.", "all.gslb.example.com."}
+	ids := map[uint16]string{}
+	for _, name := range names {
+		q := query(name, dns.TypeA)
+		ids[q.Id] = name
+		writeTCP(t, c, q) // all written before any is read
+	}
+	for range names {
+		m, err := readTCP(c, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids[m.Id] != m.Question[0].Name {
+			t.Errorf("response %d is for %s, want %s", m.Id, m.Question[0].Name, ids[m.Id])
+		}
+		delete(ids, m.Id)
+	}
+	if len(ids) != 0 {
+		t.Errorf("unanswered: %v", ids)
+	}
+}
+
+func TestTCPIdleTimeout(t *testing.T) {
+	f := start(t, "  tcp_idle_timeout: 300ms")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+	if _, err := readTCP(c, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	_, err = readTCP(c, 3*time.Second)
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection: read error %v, want EOF (closed by the server)", err)
+	}
+	if d := time.Since(began); d < 200*time.Millisecond || d > 2*time.Second {
+		t.Errorf("closed after %v, want about 300ms", d)
+	}
+
+	// A connection that never sends a query is closed as well.
+	c2, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := readTCP(c2, 3*time.Second); !errors.Is(err, io.EOF) {
+		t.Fatalf("silent connection: read error %v, want EOF", err)
+	}
+}
+
+func TestTCPConnectionLimit(t *testing.T) {
+	f := start(t, "  tcp_max_connections: 2")
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+		if _, err := readTCP(c, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	over, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	over.Write([]byte{0, 12}) // may already fail: the server resets at once
+	if m, err := readTCP(over, 2*time.Second); err == nil {
+		t.Fatalf("third connection answered: %v", m)
+	}
+
+	// A slot freed is a slot to use.
+	conns[0].Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+		_, err = readTCP(c, time.Second)
+		c.Close()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection accepted after one closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSeveralUDPSockets(t *testing.T) {
+	f := start(t, "  udp_sockets: 4")
+	if got := len(f.srv.servers); got != 5 {
+		t.Errorf("%d dns servers, want 4 UDP + 1 TCP", got)
+	}
+	// Many client sockets spread over the server's sockets by hash.
+	for range 32 {
+		wantAddrs(t, f.exchange(t, "udp", query("api.gslb.example.com.", dns.TypeA)), "192.0.2.1")
+	}
+	if f.srv.UDPAddr().Port != f.srv.TCPAddr().Port {
+		t.Errorf("UDP port %d, TCP port %d: want one port", f.srv.UDPAddr().Port, f.srv.TCPAddr().Port)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	f := start(t, "")
+	ctx := context.Background()
+	if err := f.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("second shutdown: %v", err)
+	}
+	c := &dns.Client{Net: "tcp", Timeout: 300 * time.Millisecond}
+	if _, _, err := c.Exchange(query("api.gslb.example.com.", dns.TypeA), f.addr); err == nil {
+		t.Error("answered after shutdown")
+	}
+	if err := f.srv.Start(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Start after Shutdown: %v, want ErrClosed", err)
+	}
+
+	idle, err := New(Options{Snapshot: f.engine.Snapshot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown before Start: %v", err)
+	}
+}
+
+func TestShutdownWithOpenConnections(t *testing.T) {
+	f := start(t, "")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+	if _, err := readTCP(c, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	began := time.Now()
+	if err := f.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d > time.Second {
+		t.Errorf("shutdown waited %v for an idle connection", d)
+	}
+}

@@ -1,0 +1,69 @@
+// Command coopr-gslb is a global server load balancer for Coopr run Hot-Hot in
+// several datacenters: a health-aware HTTP reverse proxy and an authoritative
+// DNS responder that send traffic only to healthy datacenters.
+//
+// main.go is the one place that wires the packages together.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `coopr-gslb: a global server load balancer for Coopr datacenters.
+
+Usage:
+  coopr-gslb run -config FILE      run every front door the config enables
+  coopr-gslb check -config FILE    validate a config; print every problem with its line
+  coopr-gslb demo                  run simulated datacenters on loopback with the GSLB in front
+  coopr-gslb version               print the version
+
+Run "coopr-gslb COMMAND -h" for the flags of a command.
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:]))
+}
+
+func realMain(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(rest)
+	case "check":
+		return cmdCheck(rest)
+	case "demo":
+		return cmdDemo(rest)
+	case "version", "-version", "--version":
+		fmt.Println("coopr-gslb", version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "coopr-gslb: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// parseFlags parses a subcommand's flags; -h is a successful exit, not an error.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	default:
+		return 2, false
+	}
+}

@@ -1,0 +1,336 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/routing"
+)
+
+// endpoint is the proxy's state of one endpoint of one service in one DC. It
+// outlives snapshots: the view of every snapshot that lists the endpoint
+// points at the same endpoint, so counters survive health changes and
+// reloads. Its fields are atomics because every request may touch them; it
+// must not be copied.
+type endpoint struct {
+	dc, service, addr string
+
+	// inflight counts requests being served, for least_outstanding.
+	inflight atomic.Int64
+	// fails counts consecutive failed requests.
+	fails atomic.Int32
+	// ejectedUntil is the UnixNano time until which the endpoint is skipped;
+	// zero when it was never ejected.
+	ejectedUntil atomic.Int64
+	// wasEjected is set by an ejection and cleared by the first success
+	// after it, so that each recovery is reported once.
+	wasEjected atomic.Bool
+}
+
+func (e *endpoint) ejected(now int64) bool { return e.ejectedUntil.Load() > now }
+
+// pool is the state of one service in one DC that outlives snapshots.
+type pool struct {
+	rr atomic.Uint64 // round-robin cursor
+	m  *dcMetrics
+}
+
+// balancer picks the endpoint of a DC to try first; the others follow in
+// order. Implementations must be safe for concurrent use and not allocate.
+type balancer interface {
+	first(eps []*endpoint, pl *pool) int
+}
+
+var (
+	_ balancer = roundRobin{}
+	_ balancer = leastOutstanding{}
+)
+
+func balancerFor(name string) balancer {
+	if name == "least_outstanding" {
+		return leastOutstanding{}
+	}
+	return roundRobin{}
+}
+
+// roundRobin takes the endpoints of a DC in turn.
+type roundRobin struct{}
+
+func (roundRobin) first(eps []*endpoint, pl *pool) int {
+	if len(eps) <= 1 {
+		return 0
+	}
+	return int((pl.rr.Add(1) - 1) % uint64(len(eps)))
+}
+
+// leastOutstanding takes the endpoint with the fewest requests in flight,
+// starting the scan at a round-robin position so that ties are spread.
+type leastOutstanding struct{}
+
+func (leastOutstanding) first(eps []*endpoint, pl *pool) int {
+	n := len(eps)
+	if n <= 1 {
+		return 0
+	}
+	start := int((pl.rr.Add(1) - 1) % uint64(n))
+	best, bestN := start, eps[start].inflight.Load()
+	for k := 1; k < n; k++ {
+		i := (start + k) % n
+		if v := eps[i].inflight.Load(); v < bestN {
+			best, bestN = i, v
+		}
+	}
+	return best
+}
+
+// view is everything the proxy derives from one routing snapshot, built once
+// per snapshot so that requests only read it. It must not be modified after
+// it is published.
+type view struct {
+	snap     *routing.Snapshot
+	cfg      *config.Proxy
+	services map[*routing.Service]*serviceView
+	trusted  []netip.Prefix
+
+	dcHeader   string // "" when off
+	accessLog  bool
+	cookieName string
+	maxBody    int64
+	ejection   time.Duration
+	maxFails   int32
+}
+
+// serviceView is one service of a view, with its settings parsed.
+type serviceView struct {
+	svc          *routing.Service
+	name         string
+	retry        config.Retry
+	idempotent   []requestPattern
+	balancer     balancer
+	affinity     bool
+	upstreamHost string
+	state        *serviceState
+	// none counts the service's requests that no DC served.
+	none *dcMetrics
+	// targets holds a view of every DC of the service, in svc.DCs order.
+	targets []*targetView
+}
+
+// targetView is one DC of a service in a view.
+type targetView struct {
+	t      *routing.Target
+	status *routing.DCStatus
+	dc     string
+	// eps is aligned with t.Endpoints.
+	eps []*endpoint
+	// pinnedEps are the healthy endpoints, which a soft-drained DC keeps
+	// serving to pinned sessions.
+	pinnedEps []*endpoint
+	pool      *pool
+	// dcValue is the DC header's value, shared by every answer: header
+	// values are only read after the answer is decorated.
+	dcValue []string
+	// cookies are the affinity Set-Cookie values pinning to this DC,
+	// without and with Secure.
+	cookies [2]string
+}
+
+// target returns the view of a decision's target.
+func (sv *serviceView) target(t *routing.Target) *targetView {
+	for _, tv := range sv.targets {
+		if tv.t == t {
+			return tv
+		}
+	}
+	return nil
+}
+
+// targetByDC returns the view of the named DC, or nil.
+func (sv *serviceView) targetByDC(dc string) *targetView {
+	for _, tv := range sv.targets {
+		if tv.dc == dc {
+			return tv
+		}
+	}
+	return nil
+}
+
+// requestPattern is a parsed "METHOD /prefix" idempotent declaration.
+type requestPattern struct {
+	method, prefix string
+}
+
+// store holds the state that outlives snapshots, by name. It is only used
+// while building a view, under the Proxy's viewMu.
+type store struct {
+	endpoints map[string]*endpoint     // by dc/service/endpoint
+	pools     map[string]*pool         // by dc/service
+	services  map[string]*serviceState // by service
+}
+
+// currentView returns the view of the current snapshot, building it on the
+// first request that sees a new snapshot. Readers never lock; only a rebuild
+// takes viewMu, so concurrent first requests build once.
+func (p *Proxy) currentView() *view {
+	snap := p.opts.Snapshot()
+	if v := p.view.Load(); v != nil && v.snap == snap {
+		return v
+	}
+	p.viewMu.Lock()
+	defer p.viewMu.Unlock()
+	if v := p.view.Load(); v != nil && v.snap == snap {
+		return v
+	}
+	v := p.buildView(snap)
+	p.view.Store(v)
+	return v
+}
+
+// buildView derives a view from snap; p.viewMu must be held.
+func (p *Proxy) buildView(snap *routing.Snapshot) *view {
+	pc := &snap.Config.Proxy
+	v := &view{
+		snap:       snap,
+		cfg:        pc,
+		services:   make(map[*routing.Service]*serviceView, len(snap.Services)),
+		trusted:    pc.TrustedNets,
+		accessLog:  pc.AccessLog == nil || *pc.AccessLog,
+		cookieName: pc.AffinityCookie,
+		maxBody:    pc.MaxBufferedBody,
+		ejection:   pc.Outlier.Ejection.D(),
+		maxFails:   int32(pc.Outlier.ConsecutiveFailures),
+	}
+	if pc.DCHeader != "-" && pc.DCHeader != "" {
+		v.dcHeader = http.CanonicalHeaderKey(pc.DCHeader)
+	}
+	if v.cookieName == "" {
+		v.cookieName = "coopr_gslb_dc"
+	}
+	if v.maxFails < 1 {
+		v.maxFails = 3
+	}
+	if v.ejection <= 0 {
+		v.ejection = 10 * time.Second
+	}
+	// Keep only the state of what this snapshot names, so that a reload that
+	// removes an endpoint forgets it.
+	next := store{endpoints: map[string]*endpoint{}, pools: map[string]*pool{}, services: map[string]*serviceState{}}
+	for _, svc := range snap.Services {
+		sc := svc.Config
+		sv := &serviceView{
+			svc:          svc,
+			name:         svc.Name,
+			balancer:     balancerFor(sc.LoadBalancing),
+			affinity:     sc.Affinity == "cookie",
+			upstreamHost: sc.UpstreamHost,
+		}
+		if sc.Retry != nil {
+			sv.retry = *sc.Retry
+		} else {
+			sv.retry = pc.Retry
+		}
+		for _, s := range sc.Idempotent {
+			if m, pre, err := config.ParseRequestPattern(s); err == nil {
+				sv.idempotent = append(sv.idempotent, requestPattern{method: m, prefix: pre})
+			}
+		}
+		ss := p.store.services[svc.Name]
+		if ss == nil {
+			ss = newServiceState(p.metrics, svc.Name)
+		}
+		next.services[svc.Name] = ss
+		sv.state = ss
+		sv.none = p.metrics.dc(svc.Name, noLabel)
+		for _, st := range svc.DCs {
+			pk := st.Name + "/" + svc.Name
+			pl := p.store.pools[pk]
+			if pl == nil {
+				pl = &pool{m: p.metrics.dc(svc.Name, st.Name)}
+			}
+			next.pools[pk] = pl
+			tv := &targetView{t: st.Target, status: st, dc: st.Name, pool: pl, dcValue: []string{st.Name}}
+			tv.cookies[0] = pinCookie(v.cookieName, p.key, st.Name, false)
+			tv.cookies[1] = pinCookie(v.cookieName, p.key, st.Name, true)
+			for _, addr := range st.Target.Endpoints {
+				ek := pk + "/" + addr
+				ep := p.store.endpoints[ek]
+				if ep == nil {
+					ep = &endpoint{dc: st.Name, service: svc.Name, addr: addr}
+				}
+				next.endpoints[ek] = ep
+				tv.eps = append(tv.eps, ep)
+			}
+			// A DC that is not up lists every endpoint, healthy ones first.
+			tv.pinnedEps = tv.eps[:min(st.Healthy, len(tv.eps))]
+			sv.targets = append(sv.targets, tv)
+		}
+		v.services[svc] = sv
+	}
+	p.store = next
+	return v
+}
+
+// sinceEpoch converts t to the UnixNano clock endpoints keep.
+func sinceEpoch(t time.Time) int64 { return t.UnixNano() }
+
+// recordFailure counts a failure of ep and ejects it when it has failed
+// v.maxFails times in a row. Of several concurrent failures only one ejects,
+// so each ejection is counted and reported once.
+func (p *Proxy) recordFailure(v *view, ep *endpoint, pl *pool, reason string) {
+	if ep.fails.Add(1) < v.maxFails {
+		return
+	}
+	now := p.now()
+	until := sinceEpoch(now.Add(v.ejection))
+	old := ep.ejectedUntil.Load()
+	if old > sinceEpoch(now) || !ep.ejectedUntil.CompareAndSwap(old, until) {
+		return // already ejected, or another request ejected it just now
+	}
+	ep.fails.Store(0)
+	ep.wasEjected.Store(true)
+	pl.m.ejections.Inc()
+	if p.opts.ReportPassive != nil {
+		p.opts.ReportPassive(ep.dc, ep.service, ep.addr, true, "ejected after "+itoa(int(v.maxFails))+" consecutive failures: "+reason)
+	}
+}
+
+// recordSuccess resets ep's failure count and reports a recovery after an
+// ejection once.
+func (p *Proxy) recordSuccess(ep *endpoint) {
+	if ep.fails.Load() != 0 {
+		ep.fails.Store(0)
+	}
+	if ep.wasEjected.Load() && ep.wasEjected.CompareAndSwap(true, false) && p.opts.ReportPassive != nil {
+		p.opts.ReportPassive(ep.dc, ep.service, ep.addr, false, "served a request after its ejection")
+	}
+}
+
+// serviceState is what the proxy keeps per service across snapshots: the
+// retry budget's counters and the service's metrics.
+type serviceState struct {
+	// active counts requests in flight; retrying counts the budgeted retries
+	// of those requests.
+	active, retrying atomic.Int64
+	m                *serviceMetrics
+}
+
+func newServiceState(m *metrics, name string) *serviceState {
+	return &serviceState{m: m.service(name)}
+}
+
+// acquireRetry takes one retry from the budget: retries in flight may be at
+// most pct percent of requests in flight, but minRetries are always allowed.
+func (s *serviceState) acquireRetry(r config.Retry) bool {
+	limit := s.active.Load() * int64(r.BudgetPercent) / 100
+	if limit < int64(r.MinRetries) {
+		limit = int64(r.MinRetries)
+	}
+	if s.retrying.Add(1) > limit {
+		s.retrying.Add(-1)
+		return false
+	}
+	return true
+}

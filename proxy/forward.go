@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+)
+
+// rewrite prepares the outgoing request. ReverseProxy has already removed
+// hop-by-hop headers and every Forwarded and X-Forwarded-* header the client
+// sent; every other end-to-end header (Coopr-UserID, Coopr-TenantID,
+// Coopr-ApiKey, cookies, ...) passes untouched.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In)
+	out, in := pr.Out, pr.In
+	// The endpoint is set per try; the client's Host is kept unless the
+	// service names another.
+	out.URL.Scheme = "http"
+	if st.sv.upstreamHost != "" {
+		out.Host = st.sv.upstreamHost
+	}
+	h := out.Header
+	xff := st.peerIP
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	fwdHost := in.Host
+	if st.trusted {
+		// A trusted proxy's forwarding headers are kept and extended; anyone
+		// else's were dropped so that they cannot spoof them.
+		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + xff
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			fwdHost = v
+		}
+		if v := in.Header["Forwarded"]; len(v) > 0 {
+			h["Forwarded"] = v
+		}
+	}
+	st.fwd = [3]string{xff, proto, fwdHost}
+	h["X-Forwarded-For"] = st.fwd[0:1:1]
+	h["X-Forwarded-Proto"] = st.fwd[1:2:2]
+	if fwdHost != "" {
+		h["X-Forwarded-Host"] = st.fwd[2:3:3]
+	}
+}
+
+// clientAddr returns the connection's address as text, the client's address
+// for routing, and whether the connection comes from a trusted proxy. Behind
+// trusted proxies the client is the right-most address of X-Forwarded-For
+// that is not itself a trusted proxy: addresses to its left were written by
+// the client and prove nothing.
+func clientAddr(r *http.Request, trusted []netip.Prefix) (peer string, client netip.Addr, isTrusted bool) {
+	peer = r.RemoteAddr
+	if h, _, err := net.SplitHostPort(peer); err == nil {
+		peer = h
+	}
+	client, err := netip.ParseAddr(peer)
+	if err != nil {
+		return peer, netip.Addr{}, false
+	}
+	client = client.WithZone("").Unmap()
+	if !contains(trusted, client) {
+		return peer, client, false
+	}
+	values := r.Header["X-Forwarded-For"]
+	for i := len(values) - 1; i >= 0; i-- {
+		v := values[i]
+		for v != "" {
+			item := v
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				item, v = v[j+1:], v[:j]
+			} else {
+				v = ""
+			}
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			a, ok := parseForwardedAddr(item)
+			if !ok {
+				// Garbage: trust nothing further left, and keep the last
+				// address we could vouch for.
+				return peer, client, true
+			}
+			client = a
+			if !contains(trusted, a) {
+				return peer, client, true
+			}
+		}
+	}
+	return peer, client, true
+}
+
+// parseForwardedAddr parses one X-Forwarded-For item: an address, possibly
+// with a port or in brackets.
+func parseForwardedAddr(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.WithZone("").Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().WithZone("").Unmap(), true
+	}
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a.WithZone("").Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func contains(nets []netip.Prefix, a netip.Addr) bool {
+	for _, n := range nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// canonicalHost returns a Host header's name in lower case, without port or
+// trailing dot, as routing matches it. It allocates only for upper case.
+func canonicalHost(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[1:i]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// recorder remembers the status and size of the answer for the log and the
+// metrics. Unwrap lets ReverseProxy flush and hijack the real writer.
+type recorder struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,167 @@
+package proxy
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// noLabel stands for a service or DC a request never got, such as the
+// service of an unknown host or the DC of a refused request.
+const noLabel = "-"
+
+// failKind classifies why a try failed, for retry reasons, upstream error
+// metrics and the access log.
+type failKind uint8
+
+const (
+	failNone failKind = iota
+	// failConnect: the connection could not be made (refused, unreachable,
+	// dial timeout); nothing reached the backend.
+	failConnect
+	// failNotSent: a connection was made but failed before the request was
+	// written; nothing reached the backend.
+	failNotSent
+	// failReset: the connection broke after the request was written.
+	failReset
+	// failTimeout: no response headers in time.
+	failTimeout
+	// failOther is any other transport error.
+	failOther
+	// failStatus502..504 are answers a safe request may be retried on.
+	failStatus502
+	failStatus503
+	failStatus504
+	numFailKinds
+)
+
+var failKindNames = [numFailKinds]string{
+	failNone:      "none",
+	failConnect:   "connect",
+	failNotSent:   "not_sent",
+	failReset:     "reset",
+	failTimeout:   "timeout",
+	failOther:     "other",
+	failStatus502: "status_502",
+	failStatus503: "status_503",
+	failStatus504: "status_504",
+}
+
+func (k failKind) String() string { return failKindNames[k] }
+
+// reachedBackend reports whether a try that failed this way may have been
+// seen by the backend.
+func (k failKind) reachedBackend() bool { return k != failConnect && k != failNotSent }
+
+// metrics are the proxy's Prometheus metrics. Label children are created once
+// per service and DC and cached, so the request path only increments.
+type metrics struct {
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	retries        *prometheus.CounterVec
+	ejections      *prometheus.CounterVec
+	upstreamErrors [numFailKinds]prometheus.Counter
+
+	mu       sync.Mutex // guards the caches below; taken only on first use
+	services map[string]*serviceMetrics
+	dcs      map[string]*dcMetrics
+}
+
+// serviceMetrics are one service's cached children.
+type serviceMetrics struct {
+	retries [numFailKinds]prometheus.Counter
+}
+
+// dcMetrics are one service-and-DC pair's cached children.
+type dcMetrics struct {
+	service, dc string
+	requests    *prometheus.CounterVec
+	// codes caches the requests counter of each status code, filled on first use.
+	codes     [600]atomic.Pointer[prometheus.Counter]
+	duration  prometheus.Observer
+	ejections prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "requests_total",
+			Help: "HTTP requests answered by the proxy, by service, the DC that served (- for none) and status code.",
+		}, []string{"service", "dc", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "request_duration_seconds",
+			Help:    "Time from receiving a request to the end of its response, retries included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"service", "dc"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "retries_total",
+			Help: "Requests sent again to another endpoint, by service and the failure that caused it.",
+		}, []string{"service", "reason"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "ejections_total",
+			Help: "Endpoints ejected by outlier detection after consecutive failures.",
+		}, []string{"service", "dc"}),
+		services: map[string]*serviceMetrics{},
+		dcs:      map[string]*dcMetrics{},
+	}
+	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "coopr_gslb", Subsystem: "proxy", Name: "upstream_errors_total",
+		Help: "Failed tries to reach an endpoint, by kind (connect, not_sent, reset, timeout, other).",
+	}, []string{"kind"})
+	for k := failConnect; k <= failOther; k++ {
+		m.upstreamErrors[k] = upstream.WithLabelValues(k.String())
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration, m.retries, m.ejections, upstream)
+	}
+	return m
+}
+
+func (m *metrics) service(name string) *serviceMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if sm := m.services[name]; sm != nil {
+		return sm
+	}
+	sm := &serviceMetrics{}
+	for k := failConnect; k < numFailKinds; k++ {
+		sm.retries[k] = m.retries.WithLabelValues(name, k.String())
+	}
+	m.services[name] = sm
+	return sm
+}
+
+func (m *metrics) dc(service, dc string) *dcMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := service + "/" + dc
+	if dm := m.dcs[key]; dm != nil {
+		return dm
+	}
+	dm := &dcMetrics{service: service, dc: dc, requests: m.requests, duration: m.duration.WithLabelValues(service, dc)}
+	if dc != noLabel {
+		dm.ejections = m.ejections.WithLabelValues(service, dc)
+	}
+	m.dcs[key] = dm
+	return dm
+}
+
+// observe counts one answered request.
+func (dm *dcMetrics) observe(code int, seconds float64) {
+	dm.code(code).Inc()
+	dm.duration.Observe(seconds)
+}
+
+func (dm *dcMetrics) code(code int) prometheus.Counter {
+	if code < 0 || code >= len(dm.codes) {
+		return dm.requests.WithLabelValues(dm.service, dm.dc, strconv.Itoa(code))
+	}
+	if c := dm.codes[code].Load(); c != nil {
+		return *c
+	}
+	c := dm.requests.WithLabelValues(dm.service, dm.dc, strconv.Itoa(code))
+	dm.codes[code].Store(&c)
+	return c
+}

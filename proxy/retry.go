@@ -1,0 +1,512 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// maxBufferedAnswer bounds the body of a 502/503/504 answer that is kept
+// while the request is retried, so it can be returned if every retry fails.
+// A larger answer is returned at once instead of being retried.
+const maxBufferedAnswer = 64 << 10
+
+// errNoEndpoint means no endpoint was left to try.
+var errNoEndpoint = errors.New("proxy: no endpoint to try")
+
+// upstreamError is the failure of the last try of a request.
+type upstreamError struct {
+	kind failKind
+	err  error
+}
+
+func (e *upstreamError) Error() string { return "proxy: " + e.kind.String() + ": " + e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// reqState is one request's journey through the proxy. It is owned by the
+// request's goroutine, except the attempt flags that transport goroutines set.
+type reqState struct {
+	p     *Proxy
+	v     *view
+	sv    *serviceView
+	in    *http.Request
+	rw    recorder
+	start time.Time
+	// deadline ends the retries: no try starts after it.
+	deadline time.Time
+
+	peerIP  string     // the connection's address, for X-Forwarded-For
+	client  netip.Addr // the client as routing sees it
+	trusted bool       // the connection comes from a trusted proxy
+	secure  bool       // the client used TLS, directly or through a trusted proxy
+
+	// order lists the DCs to try, best first; orderBuf avoids allocating it.
+	order    []orderEntry
+	orderBuf [4]orderEntry
+	pin      string // the DC of a valid affinity cookie
+	pinValid bool
+
+	// The cursor over order: target ti, its endpoint offset k from first.
+	ti, k, first int
+	entered      bool
+	includeEject bool // second pass: ejected endpoints too, when nothing else is left
+	skipped      bool // the first pass skipped an ejected endpoint
+	tried        []*endpoint
+	triedBuf     [4]*endpoint
+
+	body       []byte        // the buffered request body, if any
+	streamBody *countingBody // the body when it is too large to buffer
+	replayable bool          // safe or declared idempotent: may be sent twice
+
+	reached int // tries that may have reached a backend
+	retries int
+	reasons [6]failKind // the first retry reasons, for the access log
+	budget  int         // retries taken from the service's budget
+	counted bool        // counted in the service's active requests
+
+	firstTry attempt   // the first try's attempt, allocated with the state
+	fwd      [3]string // backs the X-Forwarded-* header values
+
+	// The outcome.
+	served *targetView
+	ep     *endpoint // the endpoint that answered, held in flight until the end
+	cancel context.CancelFunc
+	stream *stream
+}
+
+// orderEntry is one DC to try and the endpoints to try in it.
+type orderEntry struct {
+	tv  *targetView
+	eps []*endpoint
+}
+
+// attempt is one try's view of the connection, filled by httptrace hooks
+// that may run on transport goroutines.
+type attempt struct {
+	gotConn, wroteHeaders, timedOut atomic.Bool
+	cancel                          context.CancelFunc
+	trace                           httptrace.ClientTrace
+}
+
+// newAttempt sets a's trace hooks.
+func newAttempt(a *attempt) {
+	a.trace = httptrace.ClientTrace{
+		// The transport may retry internally on a fresh connection when
+		// nothing was written to a reused one; each GetConn starts over.
+		GetConn: func(string) {
+			a.gotConn.Store(false)
+			a.wroteHeaders.Store(false)
+		},
+		GotConn:      func(httptrace.GotConnInfo) { a.gotConn.Store(true) },
+		WroteHeaders: func() { a.wroteHeaders.Store(true) },
+	}
+}
+
+func (a *attempt) expire() {
+	a.timedOut.Store(true)
+	a.cancel()
+}
+
+// roundTripper is ReverseProxy's transport: the retry loop over endpoints
+// and DCs around the shared http.Transport.
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
+	st := stateOf(out)
+	if st == nil {
+		return nil, errors.New("proxy: request without routing state")
+	}
+	return st.roundTrip(out)
+}
+
+// roundTrip tries endpoints in order until one answers acceptably, the
+// request may not be retried, or the candidates run out.
+func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
+	out.URL.Scheme = "http"
+	tv, ep := st.next()
+	if ep == nil {
+		return nil, errNoEndpoint
+	}
+	// last is a 502/503/504 kept while retrying, returned if the retries
+	// fail: the client learns more from it than from a blank 502.
+	var last *http.Response
+	var lastTV *targetView
+	for {
+		res, kind, err := st.try(out, tv, ep)
+		if err == nil && kind == failNone {
+			return st.accept(res, tv, ep), nil
+		}
+		if st.in.Context().Err() != nil {
+			// The client left: no retry, and the endpoint is not to blame.
+			if res != nil {
+				return st.accept(res, tv, ep), nil
+			}
+			return nil, err
+		}
+		ntv, nep := st.next()
+		if nep == nil || !st.mayRetry(kind) {
+			switch {
+			case res != nil:
+				return st.accept(res, tv, ep), nil
+			case last != nil:
+				st.served = lastTV
+				return last, nil
+			}
+			return nil, &upstreamError{kind: kind, err: err}
+		}
+		if res != nil {
+			kept, ok := keepAnswer(res)
+			if !ok {
+				// Too large to keep for later: this answer is the last.
+				return st.accept(kept, tv, ep), nil
+			}
+			st.release(ep)
+			st.decorate(kept, tv)
+			last, lastTV = kept, tv
+		}
+		st.noteRetry(kind)
+		tv, ep = ntv, nep
+	}
+}
+
+// try sends the request to one endpoint. kind says why the try failed:
+// a transport failure (err set) or a 502/503/504 answer (res set). While try
+// returns a response, ep counts it in flight and st.cancel holds its context.
+func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
+	st.tried = append(st.tried, ep)
+	a := &st.firstTry
+	if len(st.tried) > 1 {
+		// Earlier tries may still be referenced by transport goroutines:
+		// each retry gets its own attempt, URL and body.
+		a = &attempt{}
+	}
+	newAttempt(a)
+	ctx, cancel := context.WithCancel(out.Context())
+	a.cancel = cancel
+	req := out.WithContext(httptrace.WithClientTrace(ctx, &a.trace))
+	if len(st.tried) > 1 {
+		u := *out.URL
+		req.URL = &u
+		req.Body = st.freshBody()
+	}
+	req.URL.Host = ep.addr
+	timer := time.AfterFunc(st.tryTimeout(), a.expire)
+	ep.inflight.Add(1)
+	res, err := st.p.transport.RoundTrip(req)
+	timer.Stop()
+
+	if err != nil {
+		ep.inflight.Add(-1)
+		cancel()
+		if st.in.Context().Err() != nil && !a.timedOut.Load() {
+			return nil, failOther, err
+		}
+		kind := classify(err, a)
+		if kind.reachedBackend() {
+			st.reached++
+		}
+		st.p.metrics.upstreamErrors[kind].Inc()
+		st.p.recordFailure(st.v, ep, tv.pool, kind.String())
+		return nil, kind, err
+	}
+	st.reached++
+	st.cancel = cancel
+	if res.StatusCode >= 500 {
+		st.p.recordFailure(st.v, ep, tv.pool, "status "+itoa(res.StatusCode))
+	} else {
+		st.p.recordSuccess(ep)
+	}
+	switch res.StatusCode {
+	case http.StatusBadGateway:
+		return res, failStatus502, nil
+	case http.StatusServiceUnavailable:
+		return res, failStatus503, nil
+	case http.StatusGatewayTimeout:
+		return res, failStatus504, nil
+	}
+	return res, failNone, nil
+}
+
+// release ends the try of ep whose answer was read in full and set aside.
+func (st *reqState) release(ep *endpoint) {
+	ep.inflight.Add(-1)
+	if st.cancel != nil {
+		st.cancel()
+		st.cancel = nil
+	}
+}
+
+// accept makes res, from a try of ep, the answer: ep stays counted in flight
+// until the request ends, and the answer gets the DC header and the
+// affinity cookie. Streams are watched so a DC going down closes them.
+func (st *reqState) accept(res *http.Response, tv *targetView, ep *endpoint) *http.Response {
+	st.served, st.ep = tv, ep
+	st.decorate(res, tv)
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		// ReverseProxy writes a 101 on the hijacked connection, past the
+		// recorder.
+		st.rw.code = http.StatusSwitchingProtocols
+		st.watch(tv, res.Body)
+	} else if isEventStream(res.Header) {
+		st.watch(tv, nil)
+	}
+	return res
+}
+
+// decorate adds the DC header and the affinity cookie to an answer from tv.
+func (st *reqState) decorate(res *http.Response, tv *targetView) {
+	if st.v.dcHeader != "" {
+		res.Header[st.v.dcHeader] = tv.dcValue
+	}
+	if st.sv.affinity && (!st.pinValid || st.pin != tv.dc) {
+		res.Header["Set-Cookie"] = append(res.Header["Set-Cookie"], tv.cookie(st.secure))
+	}
+}
+
+func isEventStream(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return strings.HasPrefix(ct, "text/event-stream")
+}
+
+// mayRetry reports whether a request whose try failed with kind may be sent
+// again, taking a retry from the budget when one is needed.
+func (st *reqState) mayRetry(kind failKind) bool {
+	if !st.rewindable() || !time.Now().Before(st.deadline) {
+		return false
+	}
+	if !kind.reachedBackend() {
+		// Nothing reached a backend: moving on costs the backends nothing,
+		// whatever the method.
+		return true
+	}
+	if !st.replayable || st.reached >= st.sv.retry.Attempts {
+		return false
+	}
+	if !st.sv.state.acquireRetry(st.sv.retry) {
+		return false
+	}
+	st.budget++
+	return true
+}
+
+func (st *reqState) noteRetry(kind failKind) {
+	if st.retries < len(st.reasons) {
+		st.reasons[st.retries] = kind
+	}
+	st.retries++
+	st.sv.state.m.retries[kind].Inc()
+}
+
+// tryTimeout bounds the wait for response headers. A try that could still be
+// retried waits at most retry.try_timeout, so a hung endpoint leaves time to
+// try another; the last possible try waits response_header_timeout.
+func (st *reqState) tryTimeout() time.Duration {
+	hdr := st.v.cfg.ResponseHeaderTimeout.D()
+	if st.replayable && st.reached+1 < st.sv.retry.Attempts {
+		tt := st.sv.retry.TryTimeout.D()
+		if tt > 0 && tt < hdr && time.Until(st.deadline) > tt {
+			return tt
+		}
+	}
+	return hdr
+}
+
+// classify says how a try failed, from what the trace saw rather than from
+// the error's text.
+func classify(err error, a *attempt) failKind {
+	switch {
+	case !a.gotConn.Load():
+		return failConnect
+	case !a.wroteHeaders.Load():
+		return failNotSent
+	case a.timedOut.Load(), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return failTimeout
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return failReset
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return failTimeout
+	}
+	return failOther
+}
+
+// keepAnswer reads a small answer into memory so that the request can be
+// retried and the answer still returned if the retries fail. It returns false
+// with an equivalent response when the body is too large to keep.
+func keepAnswer(res *http.Response) (*http.Response, bool) {
+	if res.ContentLength > maxBufferedAnswer {
+		return res, false
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxBufferedAnswer+1))
+	if len(body) > maxBufferedAnswer {
+		res.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), res.Body), res.Body}
+		return res, false
+	}
+	res.Body.Close()
+	if err != nil {
+		// A broken body is no answer worth returning later; keep the status.
+		body = nil
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	res.ContentLength = int64(len(body))
+	res.TransferEncoding = nil
+	return res, true
+}
+
+// next returns the next endpoint to try: the DCs in order, each DC's
+// endpoints from the one its balancer picks, skipping endpoints already
+// tried and, unless nothing else is left, ejected ones.
+func (st *reqState) next() (*targetView, *endpoint) {
+	now := sinceEpoch(st.p.now())
+	for {
+		if st.ti >= len(st.order) {
+			if st.includeEject || !st.skipped {
+				return nil, nil
+			}
+			// Every endpoint left is ejected: ejection is a guess, and a
+			// guess is better than refusing the request.
+			st.includeEject, st.ti, st.k, st.entered = true, 0, 0, false
+			continue
+		}
+		e := &st.order[st.ti]
+		if len(e.eps) == 0 || st.k >= len(e.eps) {
+			st.ti, st.k, st.entered = st.ti+1, 0, false
+			continue
+		}
+		if !st.entered {
+			st.first = st.sv.balancer.first(e.eps, e.tv.pool)
+			st.entered = true
+		}
+		ep := e.eps[(st.first+st.k)%len(e.eps)]
+		st.k++
+		if st.wasTried(ep) {
+			continue
+		}
+		if !st.includeEject && ep.ejected(now) {
+			st.skipped = true
+			continue
+		}
+		return e.tv, ep
+	}
+}
+
+func (st *reqState) wasTried(ep *endpoint) bool {
+	for _, t := range st.tried {
+		if t == ep {
+			return true
+		}
+	}
+	return false
+}
+
+// replayable reports whether r may be sent to a backend twice: a safe
+// method, an Idempotency-Key, or a request the operator declared idempotent.
+func (sv *serviceView) replayable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	if r.Header.Get("Idempotency-Key") != "" {
+		return true
+	}
+	for _, pat := range sv.idempotent {
+		if (pat.method == "*" || pat.method == r.Method) && strings.HasPrefix(r.URL.Path, pat.prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// prepareBody buffers a request body up to proxy.max_buffered_body so that
+// it can be sent again; a larger body streams through once.
+func (st *reqState) prepareBody() error {
+	r := st.in
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	limit := st.v.maxBody
+	if r.ContentLength > limit {
+		st.streamBody = &countingBody{rc: r.Body}
+		r.Body = st.streamBody
+		return nil
+	}
+	var buf []byte
+	if r.ContentLength > 0 {
+		buf = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return err
+		}
+	} else {
+		// Unknown length: read one byte past the limit to learn which side
+		// of it the body is.
+		var b bytes.Buffer
+		n, err := b.ReadFrom(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			return err
+		}
+		if n > limit {
+			st.streamBody = &countingBody{rc: struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(b.Bytes()), r.Body), r.Body}}
+			r.Body = st.streamBody
+			return nil
+		}
+		buf = b.Bytes()
+		// Send it with a Content-Length: backends handle that best.
+		r.TransferEncoding = nil
+	}
+	st.body = buf
+	r.ContentLength = int64(len(buf))
+	r.Body = st.freshBody()
+	r.GetBody = func() (io.ReadCloser, error) { return st.freshBody(), nil }
+	return nil
+}
+
+// freshBody returns a reader over the buffered body, or the streaming body.
+func (st *reqState) freshBody() io.ReadCloser {
+	switch {
+	case st.body != nil:
+		return io.NopCloser(bytes.NewReader(st.body))
+	case st.streamBody != nil:
+		return st.streamBody
+	}
+	return nil
+}
+
+// rewindable reports whether the body can be sent again: it is buffered,
+// absent, or streaming but not yet read at all.
+func (st *reqState) rewindable() bool {
+	return st.streamBody == nil || st.streamBody.n.Load() == 0
+}
+
+// countingBody passes a body through, counting what was read so the proxy
+// knows whether a failed try consumed any of it.
+type countingBody struct {
+	rc io.ReadCloser
+	n  atomic.Int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.rc.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Close does not close the client's body: a try that failed before reading
+// it leaves it for the next try, and net/http closes it after the handler.
+func (c *countingBody) Close() error { return nil }
