@@ -20,3 +20,6 @@ func startFrontDoors(cfg *config.Config, engine *routing.Engine, reg prometheus.
 	f := &frontDoors{}
 	return f, nil
 }
+
+// reload hands a new configuration to the front doors that keep per-config state.
+func (f *frontDoors) reload(cfg *config.Config) {}

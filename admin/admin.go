@@ -5,7 +5,9 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/netip"
 	"time"
@@ -29,6 +31,27 @@ type Options struct {
 	// Gatherer serves /metrics. If nil, /metrics answers 404.
 	Gatherer prometheus.Gatherer
 	Version  string
+
+	// Drain and Undrain change a DC's drain; they return an error wrapping
+	// routing.ErrUnknownDC for a DC the config does not name.
+	Drain   func(dc string, d routing.Drain) error
+	Undrain func(dc, by string) error
+	// Reload loads the configuration file again.
+	Reload func() error
+	// LastReload says how the last reload went.
+	LastReload func() ReloadStatus
+	// Tokens may change things; reads need one only if ReadRequiresToken.
+	Tokens            Tokens
+	ReadRequiresToken bool
+}
+
+// ReloadStatus is the outcome of the last configuration reload.
+type ReloadStatus struct {
+	Time  time.Time `json:"time,omitzero"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+	// NeedsRestart lists changed keys that take effect only after a restart.
+	NeedsRestart []string `json:"needs_restart,omitempty"`
 }
 
 // Server is the admin HTTP handler. It is safe for concurrent use.
@@ -40,10 +63,13 @@ type Server struct {
 // New returns the admin handler.
 func New(opts Options) *Server {
 	s := &Server{opts: opts, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /{$}", s.page)
-	s.mux.HandleFunc("GET /api/v1/status", s.status)
-	s.mux.HandleFunc("GET /api/v1/events", s.events)
-	s.mux.HandleFunc("GET /api/v1/explain", s.explain)
+	s.mux.HandleFunc("GET /{$}", s.page) // the page itself asks for a token when reads need one
+	s.mux.HandleFunc("GET /api/v1/status", s.requireRead(s.status))
+	s.mux.HandleFunc("GET /api/v1/events", s.requireRead(s.events))
+	s.mux.HandleFunc("GET /api/v1/explain", s.requireRead(s.explain))
+	s.mux.HandleFunc("POST /api/v1/datacenters/{dc}/drain", s.requireToken(s.drain))
+	s.mux.HandleFunc("DELETE /api/v1/datacenters/{dc}/drain", s.requireToken(s.undrain))
+	s.mux.HandleFunc("POST /api/v1/reload", s.requireToken(s.reload))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	if opts.Gatherer != nil {
@@ -130,3 +156,5 @@ func writeText(w http.ResponseWriter, code int, msg string) {
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(msg))
 }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

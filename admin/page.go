@@ -17,6 +17,8 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 		return time.Since(t).Round(time.Second).String() + " ago"
 	},
 }).Parse(`{{define "body"}}
+{{if .Locked}}<p class="warn">This page needs the admin token: enter it below.</p>{{else}}
+{{with .Reload}}{{if not .OK}}<p class="warn">Last reload failed at {{.Time.Format "15:04:05"}}; the previous configuration keeps serving: {{.Error}}</p>{{end}}{{end}}
 <p class="meta">generation {{.Generation}} · updated {{.Updated.Format "15:04:05"}}{{if not .Ready}} · <b>waiting for the first probe round</b>{{end}}</p>
 {{range .Services}}
 <section>
@@ -28,7 +30,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{range .Datacenters}}
 <tr class="{{.State}}">
 <td>{{.Name}}</td>
-<td><span class="badge {{.State}}">{{.State}}</span></td>
+<td><span class="badge {{.State}}">{{.State}}</span>{{with .Drain}}<br><small>{{.Mode}} drain by {{.By}}{{if .Reason}}: {{.Reason}}{{end}}</small>{{end}}</td>
 <td>{{.Healthy}}/{{.Total}}</td>
 <td>{{.Reason}}</td>
 <td>{{ago .Since}}</td>
@@ -40,7 +42,13 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{end}}
 <h2>Recent events</h2>
 <ul class="events">{{range .Events}}<li>{{.Time.Format "15:04:05.000"}} <b>{{.Kind}}</b> {{.DC}} {{.Service}} {{.Endpoint}} {{.Reason}}</li>{{else}}<li>none yet</li>{{end}}</ul>
-{{end}}
+{{if .Authorized}}<h2>Drain</h2>
+<p>{{range .DCNames}}<span class="dc">{{.}}:
+<button data-dc="{{.}}" data-op="soft">soft drain</button>
+<button data-dc="{{.}}" data-op="hard">hard drain</button>
+<button data-dc="{{.}}" data-op="undrain">undrain</button></span> {{end}}
+<input id="reason" placeholder="reason" size="24"></p>{{end}}
+{{end}}{{end}}
 {{define "page"}}<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -52,22 +60,43 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid
 .badge{padding:.1rem .5rem;border-radius:.6rem;font-size:.85rem;color:#fff;background:#777}
 .badge.up,.badge.ok{background:#1b7f3a}.badge.down,.badge.refusing{background:#b3261e}.badge.drained{background:#8a6d00}.badge.serving_all{background:#c25e00}
 .ep.down{color:#b3261e}.ep.up{color:#1b7f3a}.reason,.meta{color:#555;font-size:.9rem}
+.warn{background:#fdecea;border:1px solid #b3261e;padding:.5rem}.dc{margin-right:1rem}
 .events{font-size:.85rem;max-height:20rem;overflow:auto;background:#fff;border:1px solid #ddd;padding:.5rem 1.5rem}
 @media (min-width:1600px){body{font-size:1.3rem}}
 </style></head>
 <body><h1>coopr-gslb {{.Version}}</h1>
 <div id="live">{{template "body" .}}</div>
+<p><small>admin token (kept in this tab only): <input id="token" type="password" size="24"></small></p>
 <script>
-setInterval(function(){
-  fetch("?fragment=1",{cache:"no-store"}).then(function(r){return r.ok?r.text():null})
+var tok=document.getElementById("token");
+tok.value=sessionStorage.getItem("coopr-gslb-token")||"";
+tok.addEventListener("change",function(){sessionStorage.setItem("coopr-gslb-token",tok.value);refresh()});
+function auth(){return tok.value?{"Authorization":"Bearer "+tok.value}:{}}
+function refresh(){
+  fetch("?fragment=1",{cache:"no-store",headers:auth()}).then(function(r){return r.ok?r.text():null})
   .then(function(t){if(t!==null){document.getElementById("live").innerHTML=t}}).catch(function(){});
-},1000);
+}
+document.addEventListener("click",function(e){
+  var b=e.target;if(!b.dataset||!b.dataset.dc){return}
+  var reason=(document.getElementById("reason")||{}).value||"";
+  var url="api/v1/datacenters/"+encodeURIComponent(b.dataset.dc)+"/drain";
+  var opt=b.dataset.op==="undrain"?{method:"DELETE",headers:auth()}:
+    {method:"POST",headers:Object.assign({"Content-Type":"application/json"},auth()),body:JSON.stringify({reason:reason,mode:b.dataset.op})};
+  fetch(url,opt).then(function(r){return r.json()}).then(function(j){if(j.error){alert(j.error)}refresh()});
+});
+if(tok.value){refresh()}
+setInterval(refresh,1000);
 </script>
 </body></html>{{end}}`))
 
 type pageData struct {
 	Status
 	Events []eventView
+	// Locked hides everything when reads need a token the viewer lacks.
+	Locked bool
+	// Authorized shows the drain buttons: the viewer supplied a valid token.
+	Authorized bool
+	DCNames    []string
 }
 
 type eventView struct {
@@ -76,7 +105,16 @@ type eventView struct {
 }
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
-	data := pageData{Status: s.buildStatus()}
+	_, authorized := s.opts.Tokens.who(r)
+	data := pageData{Authorized: authorized, Locked: s.opts.ReadRequiresToken && !authorized}
+	if data.Locked {
+		s.render(w, r, data)
+		return
+	}
+	data.Status = s.buildStatus()
+	for _, dc := range s.opts.Snapshot().Config.Datacenters {
+		data.DCNames = append(data.DCNames, dc.Name)
+	}
 	if s.opts.Events != nil {
 		evs := s.opts.Events(time.Now().Add(-24 * time.Hour))
 		for i := len(evs) - 1; i >= 0 && len(data.Events) < 50; i-- {
@@ -84,6 +122,11 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 			data.Events = append(data.Events, eventView{e.Time, string(e.Kind), e.DC, e.Service, e.Endpoint, e.Reason})
 		}
 	}
+	s.render(w, r, data)
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, data pageData) {
+	data.Version = s.opts.Version
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	name := "page"

@@ -17,6 +17,8 @@ type Status struct {
 	Updated    time.Time                `json:"updated"`
 	Services   []ServiceStatus          `json:"services"`
 	Drains     map[string]routing.Drain `json:"drains"`
+	// Reload is the outcome of the last configuration reload, if any.
+	Reload *ReloadStatus `json:"reload,omitempty"`
 }
 
 // ServiceStatus is one service's routing state.
@@ -71,6 +73,11 @@ func (s *Server) buildStatus() Status {
 		}
 	}
 	st := Status{Version: s.opts.Version, Ready: s.ready(), Generation: snap.Generation, Updated: snap.Built, Drains: snap.Drains}
+	if s.opts.LastReload != nil {
+		if rs := s.opts.LastReload(); !rs.Time.IsZero() {
+			st.Reload = &rs
+		}
+	}
 	for _, svc := range snap.Services {
 		d := svc.Decide(netip.IPv4Unspecified())
 		ss := ServiceStatus{Name: svc.Name, Policy: svc.Config.Policy, AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: []string{}}

@@ -18,6 +18,7 @@ type Config struct {
 	Services    map[string]*Service `yaml:"services"`
 	DNS         DNS                 `yaml:"dns"`
 	Admin       Admin               `yaml:"admin"`
+	Notify      []*Notify           `yaml:"notify"`
 	Proxy       Proxy               `yaml:"proxy"`
 	TLS         TLS                 `yaml:"tls"`
 
@@ -192,8 +193,26 @@ type SOA struct {
 
 // Admin configures the status page and API.
 type Admin struct {
-	StateDir  string `yaml:"state_dir"`
+	// StateDir is where drains (and the affinity key) persist across
+	// restarts. If empty, nothing persists.
+	StateDir string `yaml:"state_dir"`
+	// TokenFile holds the bearer tokens that may change things, one per line
+	// as "NAME TOKEN" (or a bare TOKEN, named "admin"). The environment
+	// variable COOPR_GSLB_ADMIN_TOKEN adds one more, named "env".
 	TokenFile string `yaml:"token_file"`
+	// ReadRequiresToken makes reads (status page, API GETs, /metrics excepted)
+	// need a token too. If nil: no on a loopback listen.admin, yes elsewhere.
+	ReadRequiresToken *bool `yaml:"read_requires_token"`
+}
+
+// Notify is one webhook that receives routing events.
+type Notify struct {
+	URL string `yaml:"url"`
+	// Events are the kinds sent: dc_down, dc_up, drained, undrained, all_down.
+	// If empty, all of them.
+	Events []string `yaml:"events"`
+	// Headers are added to every POST (e.g. an Authorization header).
+	Headers map[string]string `yaml:"headers"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("800ms", "1s").

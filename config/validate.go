@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,6 +68,7 @@ func (c *Config) validate() Problems {
 	v.idPartition()
 	v.dns()
 	v.proxy()
+	v.notify()
 	return v.ps
 }
 
@@ -80,9 +83,6 @@ func (v *validator) listen() {
 		if err := checkHostPort(f.addr, true); err != nil {
 			v.errorf(f.path, "%v", err)
 		}
-	}
-	if l.HTTPS != "" {
-		v.errorf("listen.https", "the TLS listener is not supported yet; leave it empty")
 	}
 }
 
@@ -421,4 +421,26 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sortStrings(keys)
 	return keys
+}
+
+// NotifyEvents are the event kinds a webhook can subscribe to.
+var NotifyEvents = []string{"dc_down", "dc_up", "drained", "undrained", "all_down"}
+
+func (v *validator) notify() {
+	for i, n := range v.c.Notify {
+		path := fmt.Sprintf("notify[%d]", i)
+		if n == nil {
+			v.errorf(path, "empty entry")
+			continue
+		}
+		u, err := url.Parse(n.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(path+".url", "%q is not an http(s) URL", n.URL)
+		}
+		for j, e := range n.Events {
+			if !slices.Contains(NotifyEvents, e) {
+				v.errorf(fmt.Sprintf("%s.events[%d]", path, j), "unknown event %q (want one of %s)", e, strings.Join(NotifyEvents, ", "))
+			}
+		}
+	}
 }

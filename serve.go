@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/coopr-gslb/coopr-gslb/admin"
+	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/health"
+	"github.com/coopr-gslb/coopr-gslb/notify"
+	"github.com/coopr-gslb/coopr-gslb/routing"
+	"github.com/coopr-gslb/coopr-gslb/state"
+)
+
+// serve runs coopr-gslb until ctx is done: saved drains and probes first,
+// front doors once the first probe round is in, reload on SIGHUP or the API,
+// graceful shutdown at the end.
+func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
+	log := opts.logger
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(),
+	)
+
+	tokens, err := admin.LoadTokens(cfg.Admin.TokenFile, os.Getenv(admin.TokenEnv))
+	if err != nil {
+		return err
+	}
+	store, err := state.Open(cfg.Admin.StateDir)
+	if err != nil {
+		return err
+	}
+	saved, err := store.LoadDrains()
+	if err != nil {
+		return fmt.Errorf("restoring drains: %w", err)
+	}
+
+	notifier := notify.New(cfg.Notify, notify.Options{Registerer: reg, Logger: log})
+	var stateMetrics *admin.StateCollector
+	events := newEventSink(opts.stateLog, log, func(ev routing.Event) {
+		notifier.Notify(ev)
+		if stateMetrics != nil {
+			stateMetrics.RecordEvent(ev)
+		}
+	})
+	engine := routing.New(cfg, routing.Options{OnEvent: events.write})
+	stateMetrics = admin.NewStateCollector(engine.Snapshot)
+	reg.MustRegister(stateMetrics)
+	// Drains are back before the first answer is served.
+	engine.RestoreDrains(saved)
+
+	checker := health.New(probeTargets(cfg), health.Options{
+		OnChange: func(tr health.Transition) {
+			t := tr.Status.Target
+			engine.UpdateEndpoint(routing.EndpointUpdate{
+				DC: t.DC, Service: t.Service, Endpoint: t.Endpoint,
+				Up: tr.Status.Up, Reason: tr.Status.Reason, At: tr.Status.Since,
+			})
+		},
+	})
+
+	var wg sync.WaitGroup
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	defer func() {
+		stopBackground()
+		wg.Wait()
+	}()
+	wg.Go(func() { checker.Run(bgCtx) })
+	wg.Go(func() { notifier.Run(bgCtx) })
+
+	var fronts *frontDoors
+	var frontsMu sync.Mutex
+	reloads := newReloader(opts.configPath, cfg, func(next *config.Config) {
+		engine.SetConfig(next)
+		checker.SetTargets(probeTargets(next))
+		notifier.SetHooks(next.Notify)
+		frontsMu.Lock()
+		defer frontsMu.Unlock()
+		if fronts != nil {
+			fronts.reload(next)
+		}
+	}, log, reg)
+
+	drains := &drainer{engine: engine, store: store}
+	var ready readyFlag
+	adminSrv := admin.New(admin.Options{
+		Snapshot:          engine.Snapshot,
+		Events:            engine.Events,
+		Probes:            checker.Statuses,
+		Ready:             ready.get,
+		Gatherer:          reg,
+		Version:           version,
+		Drain:             drains.drain,
+		Undrain:           drains.undrain,
+		Reload:            reloads.Reload,
+		LastReload:        reloads.Last,
+		Tokens:            tokens,
+		ReadRequiresToken: readsNeedToken(cfg),
+	})
+
+	var servers []*managedServer
+	defer func() {
+		shutdownAll(servers, cfg.Proxy.ShutdownTimeout.D(), log)
+	}()
+	var bound boundAddrs
+	if cfg.Listen.Admin != "" {
+		s, err := listenHTTP("admin", cfg.Listen.Admin, adminSrv, cfg)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, s)
+		bound.Admin = s.addr
+	}
+
+	// The front doors answer only once every endpoint has its first result,
+	// so the first answers are already health-aware.
+	select {
+	case <-checker.Ready():
+	case <-time.After(firstRoundLimit(cfg)):
+		log.Warn("first probe round did not finish in time; serving with what is known")
+	case <-ctx.Done():
+		return nil
+	}
+	ready.set()
+
+	started, err := startFrontDoors(cfg, engine, reg, log)
+	if err != nil {
+		return err
+	}
+	frontsMu.Lock()
+	fronts = started
+	frontsMu.Unlock()
+	servers = append(servers, started.servers...)
+	bound.HTTP, bound.DNS = started.http, started.dns
+	log.Info("serving", "http", bound.HTTP, "dns", bound.DNS, "admin", bound.Admin)
+	if opts.onServing != nil {
+		opts.onServing(bound)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			return nil
+		case <-hup:
+			_ = reloads.Reload()
+		}
+	}
+}
+
+// readsNeedToken applies admin.read_requires_token, whose default is no on a
+// loopback admin listener and yes elsewhere.
+func readsNeedToken(cfg *config.Config) bool {
+	if v := cfg.Admin.ReadRequiresToken; v != nil {
+		return *v
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen.Admin)
+	if host == "localhost" {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
+}
+
+// drainer applies drains and keeps them in the state directory, so a restart
+// forgets nothing. The mutex keeps the saved file in step with the engine.
+type drainer struct {
+	mu     sync.Mutex
+	engine *routing.Engine
+	store  *state.Store
+}
+
+func (d *drainer) drain(dc string, dr routing.Drain) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.engine.Drain(dc, dr); err != nil {
+		return err
+	}
+	return d.save()
+}
+
+func (d *drainer) undrain(dc, by string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.engine.Undrain(dc, by); err != nil {
+		return err
+	}
+	return d.save()
+}
+
+func (d *drainer) save() error {
+	if err := d.store.SaveDrains(d.engine.Snapshot().Drains); err != nil {
+		return fmt.Errorf("the drain is in effect but could not be saved for a restart: %w", err)
+	}
+	return nil
+}
