@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"text/template"
 
+	"github.com/coopr-gslb/coopr-gslb/admin"
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/simulator"
 )
@@ -61,7 +63,15 @@ func demo(httpAddr, dnsAddr, adminAddr, controlAddr, stateLog string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	yaml, err := demoConfig(fleet, freeAddr("tcp", httpAddr), freeAddr("udp", dnsAddr), freeAddr("tcp", adminAddr))
+	token := os.Getenv(admin.TokenEnv)
+	if token == "" {
+		token = rand.Text()
+	}
+	tokenFile := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(tokenFile, []byte("demo "+token+"\n"), 0o600); err != nil {
+		return err
+	}
+	yaml, err := demoConfig(fleet, freeAddr("tcp", httpAddr), freeAddr("udp", dnsAddr), freeAddr("tcp", adminAddr), dir, tokenFile)
 	if err != nil {
 		return err
 	}
@@ -86,7 +96,7 @@ func demo(httpAddr, dnsAddr, adminAddr, controlAddr, stateLog string) error {
 		opts.stateLog = w
 	}
 	opts.onServing = func(b boundAddrs) {
-		printDemo(os.Stdout, b, "http://"+controlLn.Addr().String(), path, fleet)
+		printDemo(os.Stdout, b, "http://"+controlLn.Addr().String(), path, token)
 	}
 	return serve(ctx, cfg, opts)
 }
@@ -177,6 +187,9 @@ services:
     check: {type: http, path: /status}
     policy: failover
     affinity: cookie
+admin:
+  state_dir: "{{.StateDir}}"
+  token_file: "{{.TokenFile}}"
 dns:
   zone: "coopr.example.com."
   nameservers:
@@ -191,7 +204,7 @@ type demoDC struct {
 	Priority, Start, Increment                                int
 }
 
-func demoConfig(fleet *simulator.Fleet, httpAddr, dnsAddr, adminAddr string) (string, error) {
+func demoConfig(fleet *simulator.Fleet, httpAddr, dnsAddr, adminAddr, stateDir, tokenFile string) (string, error) {
 	var dcs []demoDC
 	all := fleet.Datacenters()
 	for i, d := range all {
@@ -204,7 +217,7 @@ func demoConfig(fleet *simulator.Fleet, httpAddr, dnsAddr, adminAddr string) (st
 		})
 	}
 	var b strings.Builder
-	err := demoTmpl.Execute(&b, map[string]any{"HTTP": httpAddr, "DNS": dnsAddr, "Admin": adminAddr, "DCs": dcs})
+	err := demoTmpl.Execute(&b, map[string]any{"HTTP": httpAddr, "DNS": dnsAddr, "Admin": adminAddr, "DCs": dcs, "StateDir": stateDir, "TokenFile": tokenFile})
 	return b.String(), err
 }
 
@@ -216,7 +229,7 @@ func quoteAddrs(ss []*simulator.Server) string {
 	return strings.Join(q, ", ")
 }
 
-func printDemo(w *os.File, b boundAddrs, control, path string, fleet *simulator.Fleet) {
+func printDemo(w *os.File, b boundAddrs, control, path, token string) {
 	dnsHost, dnsPort, _ := net.SplitHostPort(b.DNS)
 	fmt.Fprintf(w, `
 coopr-gslb demo is running: datacenters east (priority 1) and west (priority 2).
@@ -237,6 +250,13 @@ Make east fail (refuse connections; also: hang, slow, 500, flap), watch the stat
   curl -X POST '%s/dc/east/fail?mode=refuse'
   curl -X POST %s/dc/east/recover
 
+Operate it (the admin token is also accepted by the status page's token box):
+  export COOPR_GSLB_ADMIN=%s COOPR_GSLB_ADMIN_TOKEN=%s
+  go run . status
+  go run . drain east -reason "maintenance" -mode soft -deadline 2m
+  go run . undrain east
+  go run . explain -name api.coopr.example.com -client 10.2.3.4
+
 Press Ctrl-C to stop.
-`, path, b.HTTP, b.DNS, b.Admin, control, b.HTTP, b.HTTP, dnsHost, dnsPort, b.Admin, b.Admin, control, control)
+`, path, b.HTTP, b.DNS, b.Admin, control, b.HTTP, b.HTTP, dnsHost, dnsPort, b.Admin, b.Admin, control, control, b.Admin, token)
 }

@@ -23,6 +23,14 @@ Usage:
   coopr-gslb demo                  run simulated datacenters on loopback with the GSLB in front
   coopr-gslb version               print the version
 
+Talking to a running coopr-gslb (flags -admin ADDR, -token TOKEN; env COOPR_GSLB_ADMIN,
+COOPR_GSLB_ADMIN_TOKEN):
+  coopr-gslb status [-json]                      every service x datacenter at a glance
+  coopr-gslb drain DC -reason TEXT [-mode soft|hard] [-deadline 10m]
+  coopr-gslb undrain DC
+  coopr-gslb reload                              load the configuration file again
+  coopr-gslb explain -name HOST [-client IP]     what a client gets right now, and why
+
 Run "coopr-gslb COMMAND -h" for the flags of a command.
 `
 
@@ -43,6 +51,16 @@ func realMain(args []string) int {
 		return cmdCheck(rest)
 	case "demo":
 		return cmdDemo(rest)
+	case "status":
+		return cmdStatus(rest)
+	case "drain":
+		return cmdDrain(rest)
+	case "undrain":
+		return cmdUndrain(rest)
+	case "reload":
+		return cmdReload(rest)
+	case "explain":
+		return cmdExplain(rest)
 	case "version", "-version", "--version":
 		fmt.Println("coopr-gslb", version)
 		return 0

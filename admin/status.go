@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -135,14 +136,23 @@ type Explanation struct {
 	Steps     []string `json:"steps"`
 }
 
-func explainDecision(svc *routing.Service, client netip.Addr) Explanation {
+func explainDecision(snap *routing.Snapshot, svc *routing.Service, client netip.Addr) Explanation {
 	d := svc.Decide(client)
 	ex := Explanation{Service: svc.Name, Policy: svc.Config.Policy, Client: client.String(), AllDown: d.AllDown, Reason: d.Reason, Order: []string{}, DNSAnswer: []string{}}
-	ex.Steps = append(ex.Steps, "policy: "+svc.Config.Policy)
+	ex.Steps = append(ex.Steps, "policy: "+svc.Config.Policy+policyWords[svc.Config.Policy])
+	if svc.Config.Policy == "nearest" {
+		ex.Steps = append(ex.Steps, nearestStep(snap, svc, client))
+	}
 	for _, dc := range svc.DCs {
-		line := dc.Name + ": " + dc.State.String()
-		if dc.Reason != "" {
-			line += " (" + strings.TrimPrefix(dc.Reason, "drained: ") + ")"
+		line := fmt.Sprintf("%s: %s, priority %d, weight %d, %d/%d endpoints healthy (needs %d)", dc.Name, dc.State, dc.Priority, dc.Weight, dc.Healthy, dc.Total, dc.Required)
+		switch {
+		case dc.State == routing.StateDrained:
+			line += "; passed over: " + dc.Reason
+			if dc.Drain != nil && dc.Drain.By != "" {
+				line += " (by " + dc.Drain.By + ")"
+			}
+		case dc.State == routing.StateDown:
+			line += "; passed over: " + dc.Reason
 		}
 		ex.Steps = append(ex.Steps, line)
 	}
@@ -166,4 +176,35 @@ func explainDecision(svc *routing.Service, client netip.Addr) Explanation {
 
 func normalizeHost(h string) string {
 	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+var policyWords = map[string]string{
+	"failover": " (lowest priority first; equal priorities share by weight)",
+	"weighted": " (each healthy DC by weight)",
+	"nearest":  " (the DC whose client_networks holds the client, else failover order)",
+	"all":      " (every healthy DC)",
+}
+
+// nearestStep says which client network, if any, the client falls in.
+func nearestStep(snap *routing.Snapshot, svc *routing.Service, client netip.Addr) string {
+	client = client.Unmap()
+	best, bestDC := netip.Prefix{}, ""
+	for _, dc := range snap.Config.Datacenters {
+		if dc.Services[svc.Name] == nil {
+			continue
+		}
+		for _, p := range dc.Networks {
+			if p.Contains(client) && (!best.IsValid() || p.Bits() > best.Bits()) {
+				best, bestDC = p, dc.Name
+			}
+		}
+	}
+	if !best.IsValid() {
+		return fmt.Sprintf("client %s is in no datacenter's client_networks: failover order", client)
+	}
+	st := svc.DC(bestDC)
+	if st != nil && st.State != routing.StateUp {
+		return fmt.Sprintf("client %s is in %s's client network %s, but %s is %s: failover order", client, bestDC, best, bestDC, st.State)
+	}
+	return fmt.Sprintf("client %s is in %s's client network %s (longest match)", client, bestDC, best)
 }
