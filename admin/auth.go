@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"crypto/subtle"
 	"fmt"
+	"maps"
+	"slices"
 	"net/http"
 	"os"
 	"strings"
@@ -49,7 +51,7 @@ func LoadTokens(file, env string) (Tokens, error) {
 			return t, fmt.Errorf("admin.token_file: %w", err)
 		}
 	}
-	if env != "" {
+	if env != "" && !slices.Contains(slices.Collect(maps.Values(t.byName)), env) {
 		t.byName["env"] = env
 	}
 	return t, nil

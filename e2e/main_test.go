@@ -68,18 +68,25 @@ type gslb struct {
 	stdout   *syncBuffer
 	stateLog string
 	admin    string
+	cfgPath  string
 	done     chan struct{}
 }
 
 // startGSLB runs "coopr-gslb run" with the given YAML and waits until /readyz answers.
 func startGSLB(t *testing.T, yaml, admin string) *gslb {
 	t.Helper()
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.yaml")
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g := &gslb{t: t, stderr: &syncBuffer{}, stdout: &syncBuffer{}, stateLog: filepath.Join(dir, "state.jsonl"), admin: admin, done: make(chan struct{})}
+	return startGSLBFile(t, cfgPath, admin)
+}
+
+// startGSLBFile runs "coopr-gslb run" on an existing config file.
+func startGSLBFile(t *testing.T, cfgPath, admin string) *gslb {
+	t.Helper()
+	dir := t.TempDir()
+	g := &gslb{t: t, stderr: &syncBuffer{}, stdout: &syncBuffer{}, stateLog: filepath.Join(dir, "state.jsonl"), admin: admin, done: make(chan struct{}), cfgPath: cfgPath}
 	g.cmd = exec.Command(binary, "run", "-config", cfgPath, "-state-log", g.stateLog)
 	g.cmd.Stdout, g.cmd.Stderr = g.stdout, g.stderr
 	if err := g.cmd.Start(); err != nil {
