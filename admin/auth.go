@@ -5,9 +5,9 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"maps"
-	"slices"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 )
 

@@ -62,19 +62,42 @@ func newResponse() *response {
 	}
 }
 
-// reset empties r for the next query.
+// maxKeep bounds the section arrays a pooled response keeps after a query
+// that needed more than the usual, so one huge answer does not pin memory.
+const maxKeep = 256
+
+// reset empties r for the next query. It clears only the entries the query
+// used: the sections' lengths cover them, because truncation clears what it
+// cuts (see cut).
 func (r *response) reset() {
-	clear(r.answer[:cap(r.answer)])
-	clear(r.ns[:cap(r.ns)])
-	clear(r.extra[:cap(r.extra)])
-	clear(r.a[:cap(r.a)])
-	clear(r.aaaa[:cap(r.aaaa)])
-	clear(r.gslb[:cap(r.gslb)])
-	r.msg = dns.Msg{}
+	m := &r.msg
+	r.answer = adopt(r.answer, m.Answer)
+	r.ns = adopt(r.ns, m.Ns)
+	r.extra = adopt(r.extra, m.Extra)
+	clear(r.a)
+	clear(r.aaaa)
+	clear(r.gslb)
+	*m = dns.Msg{}
 	r.question[0] = dns.Question{}
 	r.opt, r.ecs, r.soa, r.hinfo = dns.OPT{}, dns.EDNS0_SUBNET{}, dns.SOA{}, dns.HINFO{}
 	r.opts[0] = nil
 	r.edns, r.qtype, r.referral, r.scope, r.scoped, r.refused = edns{}, qtypeNone, false, 0, false, nil
+}
+
+// adopt clears the used part of a section and returns the array to reuse:
+// the section's own if it grew (within maxKeep), else the pooled one.
+func adopt(pooled, used []dns.RR) []dns.RR {
+	clear(used)
+	if cap(used) > cap(pooled) && cap(used) <= maxKeep {
+		return used[:0]
+	}
+	return pooled
+}
+
+// cut empties a section, clearing the references it drops.
+func cut(section []dns.RR) []dns.RR {
+	clear(section)
+	return section[:0]
 }
 
 // begin starts the reply to req: header bits that must echo the query, and
@@ -213,6 +236,10 @@ func (v *view) resolve(r *response, q dns.Question, client netip.Addr) {
 			return
 		}
 		if q.Qtype == dns.TypeANY {
+			if len(n.sets) == 0 && n.service < 0 {
+				m.Ns = append(m.Ns, z.negSOA) // an empty non-terminal has nothing at all
+				return
+			}
 			// RFC 8482: one small synthesized record instead of everything,
 			// so ANY is no amplifier.
 			r.hinfo = dns.HINFO{Hdr: hdr(owner, dns.TypeHINFO, anyTTL), Cpu: "RFC8482"}
@@ -402,7 +429,7 @@ func (r *response) pack(t transport, ourSize uint16) ([]byte, error) {
 		}
 	}
 	m.Truncated = true
-	m.Answer, m.Ns, m.Extra = m.Answer[:0], m.Ns[:0], r.keepOPT(m.Extra)
+	m.Answer, m.Ns, m.Extra = cut(m.Answer), cut(m.Ns), r.keepOPT(m.Extra)
 	return r.packBuffer()
 }
 
@@ -423,7 +450,7 @@ func (r *response) optCount() int {
 
 // keepOPT returns extra with only our OPT record left.
 func (r *response) keepOPT(extra []dns.RR) []dns.RR {
-	extra = extra[:0]
+	extra = cut(extra)
 	if r.edns.present {
 		extra = append(extra, &r.opt)
 	}

@@ -292,7 +292,8 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg, t transport) {
 		s.log.Debug("dns: cannot pack a response", "name", r.question[0].Name, "error", err)
 		m := &r.msg
 		m.Rcode, m.Truncated = dns.RcodeServerFailure, false
-		m.Answer, m.Ns, m.Extra = m.Answer[:0], m.Ns[:0], r.keepOPT(m.Extra)
+		m.Answer, m.Ns, m.Extra = cut(m.Answer), cut(m.Ns), r.keepOPT(m.Extra)
+		clear(r.gslb)
 		r.gslb, r.refused = r.gslb[:0], nil
 		if b, err = r.packBuffer(); err != nil {
 			s.metrics.query(t, r.qtype, rcodeDropped)

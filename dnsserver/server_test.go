@@ -1,12 +1,15 @@
 package dnsserver
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
 // want is what a response must look like. Records are compared as
@@ -164,6 +167,8 @@ func TestAnswers(t *testing.T) {
 			want: want{aa: true, ns: []string{negSOA}}},
 		{name: "ANY is minimal", q: query("api.gslb.example.com.", dns.TypeANY),
 			want: want{aa: true, answer: []string{`api.gslb.example.com. 3600 IN HINFO "RFC8482" ""`}}},
+		{name: "ANY of an empty non-terminal", q: query("sub.gslb.example.com.", dns.TypeANY),
+			want: want{aa: true, ns: []string{negSOA}}},
 		{name: "ANY of a missing name", q: query("nope.gslb.example.com.", dns.TypeANY),
 			want: want{rcode: dns.RcodeNameError, aa: true, ns: []string{negSOA}}},
 		{name: "out of zone is refused", q: query("coopr.example.org.", dns.TypeA),
@@ -227,4 +232,17 @@ func bigAnswer() []string {
 		out = append(out, `big.gslb.example.com. 60 IN TXT "`+strings.Repeat(string(rune('a'+i)), 200)+`"`)
 	}
 	return out
+}
+
+func TestNoSnapshotIsServerFailure(t *testing.T) {
+	srv, err := New(Options{Addr: "127.0.0.1:0", Snapshot: func() *routing.Snapshot { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	f := &fixture{srv: srv, addr: srv.Addr()}
+	check(t, f.exchange(t, "udp", query("api.gslb.example.com.", dns.TypeA)), want{rcode: dns.RcodeServerFailure})
 }

@@ -43,10 +43,10 @@ func newView(snap *routing.Snapshot, z *zone) *view {
 
 // current returns the view of the current snapshot, building it (and the
 // zone, when the configuration changed) on first use. It returns nil when
-// there is no snapshot.
+// there is no snapshot (queries then get SERVFAIL).
 func (s *Server) current() *view {
 	snap := s.opts.Snapshot()
-	if snap == nil {
+	if snap == nil || snap.Config == nil {
 		return nil
 	}
 	if v := s.view.Load(); v != nil && v.snap == snap {

@@ -69,6 +69,7 @@ const DefaultMaxConcurrent = 64
 type Checker struct {
 	clock    Clock
 	prober   Prober
+	ownNet   *NetProber // the default Prober, which Run tidies up after
 	onChange func(Transition)
 	rand     func(int64) int64
 	sem      chan struct{} // bounds probes in flight
@@ -110,8 +111,8 @@ func (e *entry) status() Status {
 	return s
 }
 
-// New returns a Checker for targets. Targets must have distinct IDs; of
-// duplicates, the first wins. Nothing is probed until Run.
+// New returns a Checker for targets, as SetTargets would set them. Nothing is
+// probed until Run.
 func New(targets []Target, opts Options) *Checker {
 	c := &Checker{
 		clock:    opts.Clock,
@@ -126,7 +127,8 @@ func New(targets []Target, opts Options) *Checker {
 		c.clock = RealClock{}
 	}
 	if c.prober == nil {
-		c.prober = &NetProber{}
+		c.ownNet = &NetProber{}
+		c.prober = c.ownNet
 	}
 	if c.rand == nil {
 		c.rand = rand.Int64N
@@ -157,6 +159,9 @@ func (c *Checker) Run(ctx context.Context) {
 	c.closed = true // no wg.Add may race with the Wait below
 	c.mu.Unlock()
 	c.wg.Wait()
+	if c.ownNet != nil {
+		c.ownNet.CloseIdleConnections()
+	}
 }
 
 // Stop makes Run return (after its goroutines exit); it does not wait. If
@@ -171,9 +176,11 @@ func (c *Checker) Stop() {
 }
 
 // Ready returns a channel closed once every target has its first result and
-// OnChange has returned for its initial Transition. With MaxConcurrent probes
-// at a time, that takes about one timeout when endpoints hang. Targets added
-// later by SetTargets do not reopen it.
+// OnChange has returned for its initial Transition, so a caller that waits for
+// it before serving never serves from unprobed state. Probes of hanging
+// endpoints end at their timeout, so Ready takes about one timeout (more if
+// over MaxConcurrent endpoints hang). Once closed it stays closed: targets
+// that SetTargets adds later do not delay it.
 func (c *Checker) Ready() <-chan struct{} { return c.ready }
 
 // Statuses returns every target's status, sorted by ID.
@@ -200,9 +207,10 @@ func (c *Checker) Status(id string) (Status, bool) {
 }
 
 // SetTargets replaces the set of targets. A target equal to one already
-// present (same ID, endpoint and check) keeps its state and schedule; a new or
-// changed one starts afresh and, while Run runs, is probed at once; a removed
-// one stops being probed and its in-flight result is dropped.
+// present (same ID, endpoint and check) keeps its state and schedule. A new or
+// changed one starts afresh: while Run runs it is probed at once, and its first
+// result is reported as Initial. A removed one stops being probed and a result
+// it had in flight is dropped. Of targets with the same ID, the first wins.
 func (c *Checker) SetTargets(targets []Target) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

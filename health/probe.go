@@ -118,6 +118,31 @@ func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 
 var dialer = net.Dialer{KeepAlive: -1} // probe connections live for one request
 
+// deadlineKey carries a probe's deadline to dialContext.
+type deadlineKey struct{}
+
+// dialContext dials for the probe transports. net/http detaches a dial from
+// its request's cancellation (so the connection may serve a later request),
+// which would let a dial to a black hole, or a TLS handshake with a server
+// that never answers, outlive the probe for minutes. A probe's connection
+// serves no other request, so the dial and the connection are bounded by the
+// probe's deadline, carried as a context value because values survive the
+// detaching.
+func dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	deadline, ok := ctx.Value(deadlineKey{}).(time.Time)
+	if !ok {
+		return dialer.DialContext(ctx, network, addr)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	conn, err := dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(deadline) // bounds the TLS handshake and every read and write
+	return conn, nil
+}
+
 func probeTCP(ctx context.Context, endpoint string) error {
 	conn, err := dialer.DialContext(ctx, "tcp", endpoint)
 	if err != nil {
@@ -144,6 +169,9 @@ func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
 	method := c.Method
 	if method == "" {
 		method = http.MethodGet
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		ctx = context.WithValue(ctx, deadlineKey{}, deadline)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, scheme+t.Endpoint+path, nil)
 	if err != nil {
@@ -215,6 +243,17 @@ func wantStatus(want []int) string {
 	return b.String()
 }
 
+// CloseIdleConnections abandons the dials that probes cut short left behind
+// (each would otherwise end by itself at its probe's deadline). The Checker
+// calls it when Run returns if it created the NetProber itself.
+func (p *NetProber) CloseIdleConnections() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cl := range p.clients {
+		cl.CloseIdleConnections()
+	}
+}
+
 // client returns the http.Client for t's TLS settings, building it on first use.
 func (p *NetProber) client(t Target) (*http.Client, error) {
 	var key clientKey
@@ -259,7 +298,7 @@ func serverName(c config.Check) string {
 func newClient(key clientKey) (*http.Client, error) {
 	tr := &http.Transport{
 		Proxy:                  nil, // never from the environment
-		DialContext:            dialer.DialContext,
+		DialContext:            dialContext,
 		DisableKeepAlives:      true,
 		DisableCompression:     true, // ExpectBody is matched against the bytes sent
 		MaxResponseHeaderBytes: maxHeaderBytes,
@@ -341,6 +380,10 @@ func describe(ctx context.Context, err error, timeout time.Duration) (reason str
 	if errors.As(err, &oe) {
 		err = oe.Err
 	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		err = se.Err
+	}
 	return err.Error(), false
 }
 
@@ -363,7 +406,7 @@ func tlsReason(err error) string {
 			return "certificate expired or not yet valid"
 		}
 		return strings.TrimPrefix(invalid.Error(), "x509: ")
-	case errors.As(err, &record):
+	case errors.As(err, &record), errors.Is(err, http.ErrSchemeMismatch):
 		return "server does not speak TLS"
 	case errors.As(err, &oe) && oe.Op == "remote error":
 		return "server sent alert: " + strings.TrimPrefix(oe.Err.Error(), "tls: ")

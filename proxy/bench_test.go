@@ -52,3 +52,26 @@ func BenchmarkServeHTTP(b *testing.B) {
 		}
 	}
 }
+
+// TestServeHTTPAllocs guards the request path's allocations. The count
+// includes the loopback backend's own (net/http server) allocations, which
+// run in the same process; the proxy's share is about 70.
+func TestServeHTTPAllocs(t *testing.T) {
+	if raceEnabled || testing.Short() {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	backend := newBackend(t, "west", ok("west"))
+	e := newEnv(t, twoDC, map[string]string{"w": backend.addr(), "e": closedAddr(t)}, envOptions{noLog: true, noFront: true})
+	req := httptest.NewRequest("GET", "http://api.coopr.test/v2/clusters", nil)
+	req.RemoteAddr = "192.0.2.1:1234"
+	w := httptest.NewRecorder()
+	e.proxy.ServeHTTP(w, req) // build the view and warm the connection pool
+	allocs := testing.AllocsPerRun(200, func() {
+		w := httptest.NewRecorder()
+		e.proxy.ServeHTTP(w, req)
+	})
+	if allocs > 115 {
+		t.Fatalf("%.0f allocations per proxied request, want at most 115", allocs)
+	}
+	t.Logf("%.0f allocations per proxied request (backend included)", allocs)
+}

@@ -93,10 +93,23 @@ type orderEntry struct {
 // attempt is one try's view of the connection, filled by httptrace hooks
 // that may run on transport goroutines.
 type attempt struct {
-	gotConn, wroteHeaders, timedOut atomic.Bool
-	cancel                          context.CancelFunc
-	trace                           httptrace.ClientTrace
+	gotConn, wroteHeaders atomic.Bool
+	// phase moves once from waiting to expired (the try timed out) or to
+	// answered (headers arrived first), so a timeout racing an answer is
+	// decided exactly once.
+	phase  atomic.Int32
+	cancel context.CancelFunc
+	trace  httptrace.ClientTrace
 }
+
+// The phases of an attempt.
+const (
+	phaseWaiting int32 = iota
+	phaseExpired
+	phaseAnswered
+)
+
+func (a *attempt) timedOut() bool { return a.phase.Load() == phaseExpired }
 
 // newAttempt sets a's trace hooks.
 func newAttempt(a *attempt) {
@@ -113,8 +126,9 @@ func newAttempt(a *attempt) {
 }
 
 func (a *attempt) expire() {
-	a.timedOut.Store(true)
-	a.cancel()
+	if a.phase.CompareAndSwap(phaseWaiting, phaseExpired) {
+		a.cancel()
+	}
 }
 
 // roundTripper is ReverseProxy's transport: the retry loop over endpoints
@@ -204,11 +218,17 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 	ep.inflight.Add(1)
 	res, err := st.p.transport.RoundTrip(req)
 	timer.Stop()
+	if !a.phase.CompareAndSwap(phaseWaiting, phaseAnswered) && err == nil {
+		// The timeout fired as the answer arrived and cancelled the
+		// context the body would be read under: the answer is lost.
+		res.Body.Close()
+		res, err = nil, context.DeadlineExceeded
+	}
 
 	if err != nil {
 		ep.inflight.Add(-1)
 		cancel()
-		if st.in.Context().Err() != nil && !a.timedOut.Load() {
+		if st.in.Context().Err() != nil && !a.timedOut() {
 			return nil, failOther, err
 		}
 		kind := classify(err, a)
@@ -264,11 +284,13 @@ func (st *reqState) accept(res *http.Response, tv *targetView, ep *endpoint) *ht
 }
 
 // decorate adds the DC header and the affinity cookie to an answer from tv.
+// Only a successful answer pins: a DC that answered 5xx should not keep the
+// session.
 func (st *reqState) decorate(res *http.Response, tv *targetView) {
 	if st.v.dcHeader != "" {
 		res.Header[st.v.dcHeader] = tv.dcValue
 	}
-	if st.sv.affinity && (!st.pinValid || st.pin != tv.dc) {
+	if st.sv.affinity && res.StatusCode < 500 && (!st.pinValid || st.pin != tv.dc) {
 		res.Header["Set-Cookie"] = append(res.Header["Set-Cookie"], tv.cookie(st.secure))
 	}
 }
@@ -329,7 +351,7 @@ func classify(err error, a *attempt) failKind {
 		return failConnect
 	case !a.wroteHeaders.Load():
 		return failNotSent
-	case a.timedOut.Load(), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+	case a.timedOut(), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return failTimeout
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return failReset
