@@ -62,6 +62,7 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 	engine.RestoreDrains(saved)
 
 	checker := health.New(probeTargets(cfg), health.Options{
+		Prober: health.InstrumentProber(&health.NetProber{}, reg),
 		OnChange: func(tr health.Transition) {
 			t := tr.Status.Target
 			engine.UpdateEndpoint(routing.EndpointUpdate{
