@@ -122,6 +122,7 @@ func (d *demoProcess) post(t *testing.T, path string) {
 // TestStatusPageInBrowser opens the demo's status page in headless Chromium,
 // fails east in the simulator, and sees the page change without a reload.
 func TestStatusPageInBrowser(t *testing.T) {
+	t.Parallel()
 	chromium := requireTool(t, "chromium", "chromium-browser", "google-chrome")
 	d := startDemo(t)
 

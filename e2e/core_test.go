@@ -62,6 +62,7 @@ func startFleet(t *testing.T) *simulator.Fleet {
 // TestCoreFailAndRecover fails a DC in the simulator and watches the engine
 // drain it and bring it back, through the status API and the state log.
 func TestCoreFailAndRecover(t *testing.T) {
+	t.Parallel()
 	fleet := startFleet(t)
 	admin := freePort(t)
 	g := startGSLB(t, twoDCConfig(fleet, "", "", admin, ""), admin)
@@ -103,6 +104,7 @@ func TestCoreFailAndRecover(t *testing.T) {
 }
 
 func TestCheckCommand(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte(`datacenters:
@@ -144,6 +146,7 @@ listen: {dns: ""}
 }
 
 func TestVersionAndHelp(t *testing.T) {
+	t.Parallel()
 	if code, out, _ := runBinary(t, 30*time.Second, "version"); code != 0 || !contains(out, "coopr-gslb") {
 		t.Errorf("version: %d %q", code, out)
 	}

@@ -241,9 +241,16 @@ func (s *syncBuffer) String() string {
 // runBinary runs the binary to completion and returns its exit code and output.
 func runBinary(t *testing.T, timeout time.Duration, args ...string) (int, string, string) {
 	t.Helper()
+	return runBinaryEnv(t, timeout, nil, args...)
+}
+
+// runBinaryEnv is runBinary with extra environment variables ("K=V").
+func runBinaryEnv(t *testing.T, timeout time.Duration, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -36,6 +36,7 @@ func cli(t *testing.T, admin string, args ...string) (int, string, string) {
 // TestDrainPersistsAcrossRestart drains east with the CLI, restarts the
 // process, and finds east still drained, then undrains it.
 func TestDrainPersistsAcrossRestart(t *testing.T) {
+	t.Parallel()
 	fleet := startFleet(t)
 	admin := freePort(t)
 	g := startGSLB(t, opsConfig(t, fleet, admin, "", "", ""), admin)
@@ -63,9 +64,7 @@ func TestDrainPersistsAcrossRestart(t *testing.T) {
 		t.Errorf("status after restart: %d\n%s", code, out)
 	}
 
-	os.Setenv("COOPR_GSLB_ADMIN_TOKEN", testToken)
-	defer os.Unsetenv("COOPR_GSLB_ADMIN_TOKEN")
-	if code, out, errOut := cli(t, admin, "undrain", "east"); code != 0 {
+	if code, out, errOut := runBinaryEnv(t, time.Minute, []string{"COOPR_GSLB_ADMIN_TOKEN=" + testToken}, "undrain", "east", "-admin", admin); code != 0 {
 		t.Fatalf("undrain with the token from the environment: %d %s %s", code, out, errOut)
 	}
 	if s := g2.status().dcState("api", "east"); s != "up" {
@@ -84,6 +83,7 @@ func TestDrainPersistsAcrossRestart(t *testing.T) {
 }
 
 func TestMutationsNeedToken(t *testing.T) {
+	t.Parallel()
 	fleet := startFleet(t)
 	admin := freePort(t)
 	g := startGSLB(t, opsConfig(t, fleet, admin, "", "", ""), admin)
@@ -123,6 +123,7 @@ func TestMutationsNeedToken(t *testing.T) {
 }
 
 func TestBrokenReloadKeepsServing(t *testing.T) {
+	t.Parallel()
 	fleet := startFleet(t)
 	admin := freePort(t)
 	g := startGSLB(t, opsConfig(t, fleet, admin, "", "", ""), admin)
@@ -174,6 +175,7 @@ func TestBrokenReloadKeepsServing(t *testing.T) {
 }
 
 func TestWebhooksOnFailAndRecover(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	var mu sync.Mutex
 	var got []string
@@ -216,6 +218,7 @@ func TestWebhooksOnFailAndRecover(t *testing.T) {
 }
 
 func TestExplain(t *testing.T) {
+	t.Parallel()
 	fleet := startFleet(t)
 	admin := freePort(t)
 	cfg := strings.Replace(opsConfig(t, fleet, admin, "", "", ""), "policy: failover", "policy: nearest", 1)
