@@ -35,5 +35,19 @@ func check(path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d datacenters, %d services, %d warnings)\n", path, len(cfg.Datacenters), len(cfg.Services), len(problems.Warnings()))
+	printCooprSite(stdout, cfg)
 	return 0
+}
+
+// printCooprSite prints the coopr-site.xml properties each DC needs for its
+// cluster-ID partition, so operators can copy them.
+func printCooprSite(w io.Writer, cfg *config.Config) {
+	for _, dc := range cfg.Datacenters {
+		if dc.CooprIDs == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\ncoopr-site.xml for %s:\n", dc.Name)
+		fmt.Fprintf(w, "  <property><name>server.ids.start.num</name><value>%d</value></property>\n", dc.CooprIDs.Start)
+		fmt.Fprintf(w, "  <property><name>server.ids.increment.by</name><value>%d</value></property>\n", dc.CooprIDs.Increment)
+	}
 }

@@ -11,8 +11,8 @@ import (
 type StateCollector struct {
 	snapshot func() *routing.Snapshot
 
-	dcUp, dcState, endpointUp, drained, allDown, generation *prometheus.Desc
-	events                                                  *prometheus.CounterVec
+	dcUp, dcState, endpointUp, drained, allDown, generation, takeover *prometheus.Desc
+	events                                                            *prometheus.CounterVec
 }
 
 var _ prometheus.Collector = (*StateCollector)(nil)
@@ -26,6 +26,7 @@ func NewStateCollector(snapshot func() *routing.Snapshot) *StateCollector {
 		endpointUp: prometheus.NewDesc("coopr_gslb_endpoint_up", "1 if the endpoint passes its health check, else 0.", []string{"service", "dc", "endpoint"}, nil),
 		drained:    prometheus.NewDesc("coopr_gslb_dc_drained", "1 if the datacenter is drained by hand, else 0.", []string{"dc"}, nil),
 		allDown:    prometheus.NewDesc("coopr_gslb_all_down", "1 if no datacenter is healthy for the service (serving all or refusing), else 0.", []string{"service"}, nil),
+		takeover:   prometheus.NewDesc("coopr_gslb_shard_takeover", "1 while a datacenter's cluster shards are owned by another (takeover in effect), else 0; owner is \"\" when nobody can write them.", []string{"service", "home", "owner"}, nil),
 		generation: prometheus.NewDesc("coopr_gslb_routing_generation", "Generation of the routing snapshot; it increases on every change.", nil, nil),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "coopr_gslb", Name: "transitions_total",
@@ -41,7 +42,7 @@ func (c *StateCollector) RecordEvent(ev routing.Event) {
 
 // Describe implements prometheus.Collector.
 func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.dcUp, c.dcState, c.endpointUp, c.drained, c.allDown, c.generation} {
+	for _, d := range []*prometheus.Desc{c.dcUp, c.dcState, c.endpointUp, c.drained, c.allDown, c.generation, c.takeover} {
 		ch <- d
 	}
 	c.events.Describe(ch)
@@ -61,6 +62,11 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, svc := range snap.Services {
 		ch <- prometheus.MustNewConstMetric(c.allDown, prometheus.GaugeValue, b2f(svc.AllDown), svc.Name)
+		if svc.Config.ShardRouting != "off" {
+			for _, sh := range svc.Shards() {
+				ch <- prometheus.MustNewConstMetric(c.takeover, prometheus.GaugeValue, b2f(sh.Owner != sh.Home), svc.Name, sh.Home, sh.Owner)
+			}
+		}
 		for _, dc := range svc.DCs {
 			ch <- prometheus.MustNewConstMetric(c.dcUp, prometheus.GaugeValue, b2f(dc.State == routing.StateUp), svc.Name, dc.Name)
 			state := dc.State.String()

@@ -38,6 +38,10 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 </tr>
 {{end}}
 </table>
+{{if .Shards}}<p><b>Cluster shards</b> (shard_routing: {{.ShardRouting}})</p>
+<table><tr><th>partition</th><th>home</th><th>owner now</th><th>why</th><th>since</th></tr>
+{{range .Shards}}<tr class="{{if not .Owner}}down{{else if .TakenOver}}drained{{else}}up{{end}}"><td>IDs ≡ {{.Start}} mod {{.Increment}}</td><td>{{.Home}}</td><td><b>{{or .Owner "none"}}</b></td><td>{{.Reason}}</td><td>{{ago .Since}}</td></tr>
+{{end}}</table>{{end}}
 </section>
 {{end}}
 <h2>Recent events</h2>

@@ -36,6 +36,20 @@ type ServiceStatus struct {
 	ProxyTarget string     `json:"proxy_target"`
 	Reason      string     `json:"reason"`
 	Datacenters []DCStatus `json:"datacenters"`
+	// ShardRouting is the service's shard_routing; Shards its shard map.
+	ShardRouting string        `json:"shard_routing"`
+	Shards       []ShardStatus `json:"shards,omitempty"`
+}
+
+// ShardStatus is one DC's partition of Coopr's cluster IDs and its owner now.
+type ShardStatus struct {
+	Home      string    `json:"home"`
+	Start     int       `json:"start"`
+	Increment int       `json:"increment"`
+	Owner     string    `json:"owner"`
+	TakenOver bool      `json:"taken_over"`
+	Reason    string    `json:"reason"`
+	Since     time.Time `json:"since"`
 }
 
 // DCStatus is one datacenter's state for one service.
@@ -81,7 +95,11 @@ func (s *Server) buildStatus() Status {
 	}
 	for _, svc := range snap.Services {
 		d := svc.Decide(netip.IPv4Unspecified())
-		ss := ServiceStatus{Name: svc.Name, Policy: svc.Config.Policy, AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: []string{}}
+		ss := ServiceStatus{Name: svc.Name, Policy: svc.Config.Policy, AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: []string{}, ShardRouting: svc.Config.ShardRouting}
+		for _, sh := range svc.Shards() {
+			ss.Shards = append(ss.Shards, ShardStatus{Home: sh.Home, Start: sh.Start, Increment: sh.Increment, Owner: sh.Owner,
+				TakenOver: sh.Owner != sh.Home, Reason: sh.Reason, Since: sh.Since})
+		}
 		switch {
 		case svc.AllDown && len(d.Targets) > 0:
 			ss.State = "serving_all"

@@ -139,6 +139,21 @@ func TestBadConfigs(t *testing.T) {
 			s = strings.Replace(s, "    priority: 1\n", "    priority: 1\n    coopr_ids: {start: 1, increment: 10}\n", 1)
 			return strings.Replace(s, "    priority: 2\n", "    priority: 2\n    coopr_ids: {start: 11, increment: 10}\n", 1)
 		}, "datacenters[1].coopr_ids.start: 11 is the same partition as datacenter \"east\"", false},
+		{"increment below number of DCs", func(s string) string {
+			s = strings.Replace(s, "    priority: 1\n", "    priority: 1\n    coopr_ids: {start: 1, increment: 1}\n", 1)
+			return strings.Replace(s, "    priority: 2\n", "    priority: 2\n    coopr_ids: {start: 2, increment: 1}\n", 1)
+		}, "increment 1 is smaller than the number of datacenters (2)", false},
+		{"different increments", func(s string) string {
+			s = strings.Replace(s, "    priority: 1\n", "    priority: 1\n    coopr_ids: {start: 1, increment: 10}\n", 1)
+			return strings.Replace(s, "    priority: 2\n", "    priority: 2\n    coopr_ids: {start: 2, increment: 20}\n", 1)
+		}, "datacenters[1].coopr_ids.increment: 20 differs from 10", false},
+		{"shard routing needs takeover", func(s string) string {
+			s = strings.Replace(s, "    priority: 1\n", "    priority: 1\n    coopr_ids: {start: 1, increment: 10}\n    takeover: [west]\n", 1)
+			s = strings.Replace(s, "    priority: 2\n", "    priority: 2\n    coopr_ids: {start: 2, increment: 10}\n", 1)
+			return strings.Replace(s, `min_healthy: "50%"`, "shard_routing: writes", 1)
+		}, "datacenters[1].takeover: datacenter \"west\" needs a takeover list", false},
+		{"shard routing needs coopr_ids", func(s string) string { return strings.Replace(s, `min_healthy: "50%"`, "shard_routing: all", 1) }, "datacenters[0]: coopr_ids is required: service \"api\" uses shard_routing", false},
+		{"bad shard routing", func(s string) string { return strings.Replace(s, `min_healthy: "50%"`, "shard_routing: sometimes", 1) }, "services.api.shard_routing: unknown value \"sometimes\"", false},
 		{"small increment warns", func(s string) string {
 			s = strings.Replace(s, "    priority: 1\n", "    priority: 1\n    coopr_ids: {start: 1, increment: 3}\n", 1)
 			return strings.Replace(s, "    priority: 2\n", "    priority: 2\n    coopr_ids: {start: 2, increment: 3}\n", 1)

@@ -66,6 +66,9 @@ func (c *Config) fillDefaults() {
 		if !s.MinHealthy.set {
 			s.MinHealthy = MinHealthy{Count: 1}
 		}
+		if s.ShardRouting == "" {
+			s.ShardRouting = "off"
+		}
 		if s.DNSTTL == 0 {
 			s.DNSTTL = DefaultDNSTTL
 		}

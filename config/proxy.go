@@ -173,8 +173,10 @@ func (c *Config) fillProxyDefaults() {
 	}
 }
 
-// over returns r with every unset field taken from base. TryTimeout is not
-// inherited: its default depends on the service's own deadline and attempts.
+// over returns r with every unset field taken from base. fillProxyDefaults
+// calls it while base.TryTimeout is still what the file said, so only an
+// explicit try_timeout is inherited; the default depends on each service's
+// own deadline and attempts.
 func (r Retry) over(base Retry) Retry {
 	if r.Attempts == 0 {
 		r.Attempts = base.Attempts
@@ -187,6 +189,9 @@ func (r Retry) over(base Retry) Retry {
 	}
 	if r.MinRetries == 0 {
 		r.MinRetries = base.MinRetries
+	}
+	if r.TryTimeout == 0 {
+		r.TryTimeout = base.TryTimeout
 	}
 	return r
 }

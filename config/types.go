@@ -117,6 +117,9 @@ type Service struct {
 	// UpstreamHost, if set, replaces the Host header sent to endpoints; by
 	// default the client's Host is kept.
 	UpstreamHost string `yaml:"upstream_host"`
+	// ShardRouting sends requests for /v2/clusters/{id} to the DC that owns
+	// the cluster's ID partition: off (default), writes (non-read methods) or all.
+	ShardRouting string `yaml:"shard_routing"`
 }
 
 // MinHealthy is the number of healthy endpoints a DC needs for a service, given

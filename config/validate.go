@@ -189,6 +189,24 @@ func (v *validator) services() {
 		if s.DNSTTL < 0 || s.DNSTTL > 86400 {
 			v.errorf(path+".dns_ttl", "%d is out of range 0..86400", s.DNSTTL)
 		}
+		switch s.ShardRouting {
+		case "off", "writes", "all":
+		default:
+			v.errorf(path+".shard_routing", "unknown value %q (want off, writes or all)", s.ShardRouting)
+		}
+		if s.ShardRouting != "off" {
+			for i, dc := range c.Datacenters {
+				if dc == nil {
+					continue
+				}
+				if dc.CooprIDs == nil {
+					v.errorf(fmt.Sprintf("datacenters[%d]", i), "coopr_ids is required: service %q uses shard_routing", name)
+				}
+				if len(dc.Takeover) == 0 {
+					v.errorf(fmt.Sprintf("datacenters[%d].takeover", i), "datacenter %q needs a takeover list: service %q uses shard_routing, and its shards need a new owner when it fails", dc.Name, name)
+				}
+			}
+		}
 		switch s.Affinity {
 		case "", "none", "cookie":
 		default:

@@ -25,6 +25,7 @@ func build(cfg *config.Config, endpoints map[string]endpointState, drains map[st
 	dcs := failoverOrder(cfg.Datacenters)
 	for _, name := range cfg.ServiceNames {
 		svc := buildService(name, cfg.Services[name], dcs, endpoints, s.Drains, rnd)
+		svc.shards = buildShards(cfg, svc)
 		s.Services = append(s.Services, svc)
 		s.byName[name] = svc
 	}

@@ -47,8 +47,9 @@ type Engine struct {
 	cfg       *config.Config
 	endpoints map[string]endpointState // by endpointKey
 	drains    map[string]Drain
-	dcSince   map[string]dcMemo // by service/dc: last published state
-	allDown   map[string]bool   // by service
+	dcSince   map[string]dcMemo      // by service/dc: last published state
+	allDown   map[string]bool        // by service
+	owners    map[string]dcMemoOwner // by service/partition: last published owner
 	gen       uint64
 	events    *eventLog
 }
@@ -57,6 +58,11 @@ type endpointState struct {
 	up, probed bool
 	reason     string
 	since      time.Time
+}
+
+type dcMemoOwner struct {
+	owner string
+	since time.Time
 }
 
 type dcMemo struct {
@@ -85,6 +91,7 @@ func New(cfg *config.Config, opts Options) *Engine {
 		drains:    map[string]Drain{},
 		dcSince:   map[string]dcMemo{},
 		allDown:   map[string]bool{},
+		owners:    map[string]dcMemoOwner{},
 		events:    newEventLog(opts.HistorySize),
 	}
 	e.mu.Lock()
@@ -251,6 +258,15 @@ func (e *Engine) publishLocked() {
 				kind = EventDCUp
 			}
 			e.emitLocked(Event{Time: now, Kind: kind, DC: dc.Name, Service: svc.Name, Reason: dc.Reason, Initial: !seen})
+		}
+		for _, sh := range svc.shards.all {
+			key := fmt.Sprintf("%s/%d", svc.Name, sh.Partition)
+			if m, ok := e.owners[key]; ok && m.owner == sh.Owner {
+				sh.Since = m.since
+				continue
+			}
+			sh.Since = now
+			e.owners[key] = dcMemoOwner{owner: sh.Owner, since: now}
 		}
 		if was := e.allDown[svc.Name]; was != svc.AllDown && (!svc.AllDown || anyServiceProbed(svc)) {
 			e.allDown[svc.Name] = svc.AllDown

@@ -84,6 +84,7 @@ type Service struct {
 	networks []network   // client networks by descending prefix length, for nearest
 	refused  string      // reason when nothing may serve
 	rand     func(n uint64) uint64
+	shards   shardTable
 }
 
 // DCStatus is one datacenter's state for one service.
