@@ -1,25 +1,129 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/dnsserver"
+	"github.com/coopr-gslb/coopr-gslb/proxy"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
 // frontDoors are the running HTTP proxy and DNS responder.
 type frontDoors struct {
-	servers   []*managedServer
-	http, dns string
+	servers          []*managedServer
+	http, https, dns string
 }
 
-// startFrontDoors starts the proxy and the DNS responder the config enables.
-func startFrontDoors(cfg *config.Config, engine *routing.Engine, reg prometheus.Registerer, log *slog.Logger) (*frontDoors, error) {
-	f := &frontDoors{}
+// frontDoorDeps are what the front doors read and report to.
+type frontDoorDeps struct {
+	cfg      *config.Config
+	snapshot func() *routing.Snapshot
+	reg      prometheus.Registerer
+	log      *slog.Logger
+	// passive receives the proxy's passive health signals.
+	passive func(dc, service, endpoint string, failure bool, reason string)
+}
+
+// startFrontDoors starts the proxy (plain and TLS) and the DNS responder the
+// config enables. On error, what was started is stopped again.
+func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
+	f = &frontDoors{}
+	defer func() {
+		if err != nil {
+			shutdownAll(f.servers, d.cfg.Proxy.ShutdownTimeout.D(), d.log)
+		}
+	}()
+	cfg := d.cfg
+	if cfg.Listen.DNS != "" {
+		dns, err := dnsserver.New(dnsserver.Options{Addr: cfg.Listen.DNS, Snapshot: d.snapshot, Registerer: d.reg, Logger: d.log})
+		if err != nil {
+			return f, err
+		}
+		if err := dns.Start(); err != nil {
+			return f, fmt.Errorf("listen.dns %s: %w", cfg.Listen.DNS, err)
+		}
+		f.dns = dns.Addr()
+		f.servers = append(f.servers, &managedServer{name: "dns", addr: f.dns, shutdown: dns.Shutdown})
+	}
+	if cfg.Listen.HTTP == "" && cfg.Listen.HTTPS == "" {
+		return f, nil
+	}
+
+	key, err := proxy.LoadAffinityKey(cfg.Proxy.AffinityKeyFile, cfg.Admin.StateDir)
+	if err != nil {
+		return f, err
+	}
+	var accessLog *slog.Logger
+	if *cfg.Proxy.AccessLog {
+		accessLog = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key})
+	if err != nil {
+		return f, err
+	}
+	var httpLn, httpsLn net.Listener
+	if cfg.Listen.HTTP != "" {
+		if httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+			px.Close()
+			return f, fmt.Errorf("listen.http %s: %w", cfg.Listen.HTTP, err)
+		}
+		f.http = httpLn.Addr().String()
+	}
+	if cfg.Listen.HTTPS != "" {
+		if httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			px.Close()
+			return f, fmt.Errorf("listen.https %s: %w", cfg.Listen.HTTPS, err)
+		}
+		f.https = httpsLn.Addr().String()
+	}
+
+	var servers []*http.Server
+	if httpsLn != nil {
+		tlsCfg, err := proxy.NewTLS(cfg, proxy.TLSOptions{HTTPAddr: f.http, HTTPSAddr: f.https, Snapshot: d.snapshot, Logger: d.log})
+		if err != nil {
+			httpsLn.Close()
+			if httpLn != nil {
+				httpLn.Close()
+			}
+			px.Close()
+			return f, err
+		}
+		srv := px.TLSServer(f.https, tlsCfg)
+		servers = append(servers, srv)
+		go serveLogged(d.log, "https", func() error { return srv.ServeTLS(httpsLn, "", "") })
+		if httpLn != nil {
+			plain := px.Server(f.http)
+			plain.Handler = tlsCfg.HTTPHandler(px)
+			servers = append(servers, plain)
+			go serveLogged(d.log, "http", func() error { return plain.Serve(httpLn) })
+		}
+	} else {
+		plain := px.Server(f.http)
+		servers = append(servers, plain)
+		go serveLogged(d.log, "http", func() error { return plain.Serve(httpLn) })
+	}
+	f.servers = append(f.servers, &managedServer{name: "proxy", addr: f.http, shutdown: func(ctx context.Context) error {
+		err := px.Shutdown(ctx, servers...)
+		px.Close()
+		return err
+	}})
 	return f, nil
 }
 
-// reload hands a new configuration to the front doors that keep per-config state.
-func (f *frontDoors) reload(cfg *config.Config) {}
+func serveLogged(log *slog.Logger, name string, serve func() error) {
+	if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("server stopped", "server", name, "error", err)
+	}
+}

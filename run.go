@@ -81,5 +81,5 @@ type runOptions struct {
 
 // boundAddrs are the addresses the front doors actually listen on.
 type boundAddrs struct {
-	HTTP, DNS, Admin string
+	HTTP, HTTPS, DNS, Admin string
 }

@@ -81,17 +81,12 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 	wg.Go(func() { checker.Run(bgCtx) })
 	wg.Go(func() { notifier.Run(bgCtx) })
 
-	var fronts *frontDoors
-	var frontsMu sync.Mutex
+	// The front doors read their configuration from each routing snapshot,
+	// so swapping it in the engine reloads them too.
 	reloads := newReloader(opts.configPath, cfg, func(next *config.Config) {
 		engine.SetConfig(next)
 		checker.SetTargets(probeTargets(next))
 		notifier.SetHooks(next.Notify)
-		frontsMu.Lock()
-		defer frontsMu.Unlock()
-		if fronts != nil {
-			fronts.reload(next)
-		}
 	}, log, reg)
 
 	drains := &drainer{engine: engine, store: store}
@@ -136,16 +131,13 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 	}
 	ready.set()
 
-	started, err := startFrontDoors(cfg, engine, reg, log)
+	fronts, err := startFrontDoors(frontDoorDeps{cfg: cfg, snapshot: engine.Snapshot, reg: reg, log: log})
 	if err != nil {
 		return err
 	}
-	frontsMu.Lock()
-	fronts = started
-	frontsMu.Unlock()
-	servers = append(servers, started.servers...)
-	bound.HTTP, bound.DNS = started.http, started.dns
-	log.Info("serving", "http", bound.HTTP, "dns", bound.DNS, "admin", bound.Admin)
+	servers = append(servers, fronts.servers...)
+	bound.HTTP, bound.HTTPS, bound.DNS = fronts.http, fronts.https, fronts.dns
+	log.Info("serving", "http", bound.HTTP, "https", bound.HTTPS, "dns", bound.DNS, "admin", bound.Admin)
 	if opts.onServing != nil {
 		opts.onServing(bound)
 	}
