@@ -183,6 +183,9 @@ func (c Check) over(base Check) Check {
 	if c.Fall == 0 {
 		c.Fall = base.Fall
 	}
+	if c.FastInterval == 0 {
+		c.FastInterval = base.FastInterval
+	}
 	return c
 }
 

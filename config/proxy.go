@@ -61,10 +61,11 @@ type Retry struct {
 	// last possible try waits up to proxy.response_header_timeout. Zero means
 	// Deadline divided by Attempts.
 	TryTimeout Duration `yaml:"try_timeout"`
-	// BudgetPercent caps retries in flight at this share of requests in
-	// flight, so a struggling DC is not hammered. Zero means 20.
+	// BudgetPercent caps retries at this share of the service's requests of
+	// the last 10 seconds, so a struggling DC is not hammered. Zero means 20.
 	BudgetPercent int `yaml:"budget_percent"`
-	// MinRetries are always allowed regardless of the budget. Zero means 3.
+	// MinRetries per second are always allowed regardless of the budget, so
+	// a quiet service can still fail over. Zero means 3.
 	MinRetries int `yaml:"min_retries"`
 }
 

@@ -57,6 +57,10 @@ type Check struct {
 	Timeout       Duration          `yaml:"timeout"`
 	Rise          int               `yaml:"rise"`
 	Fall          int               `yaml:"fall"`
+	// FastInterval re-probes an endpoint whose state is in doubt (the first
+	// failure of an up endpoint, the first success of a down one) until rise
+	// or fall decides it. Zero means the interval (no fast re-probing).
+	FastInterval Duration `yaml:"fast_interval"`
 }
 
 // Datacenter is one Coopr site.

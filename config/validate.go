@@ -123,6 +123,9 @@ func (v *validator) check(path string, c Check) {
 	} else if c.Timeout > c.Interval {
 		v.errorf(path+".timeout", "timeout %s is longer than interval %s; probes would pile up", c.Timeout, c.Interval)
 	}
+	if c.FastInterval < 0 || (c.FastInterval > 0 && c.FastInterval > c.Interval) {
+		v.errorf(path+".fast_interval", "must be positive and at most the interval %s", c.Interval)
+	}
 	if c.Rise < 1 {
 		v.errorf(path+".rise", "must be at least 1")
 	}
