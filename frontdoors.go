@@ -62,10 +62,9 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 	if err != nil {
 		return f, err
 	}
-	var accessLog *slog.Logger
-	if *cfg.Proxy.AccessLog {
-		accessLog = slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	}
+	// The proxy checks proxy.access_log per request, so a reload can turn it
+	// on or off; it always gets the logger.
+	accessLog := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key})
 	if err != nil {
 		return f, err
@@ -101,7 +100,21 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 			return f, err
 		}
 		srv := px.TLSServer(f.https, tlsCfg)
+		srv.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)
 		servers = append(servers, srv)
+		// Certificates for configured names are obtained (and renewed) in the
+		// background; the listeners are already up for the ACME challenges.
+		manageCtx, stopManaging := context.WithCancel(context.Background())
+		go func() {
+			if err := tlsCfg.Manage(manageCtx, false); err != nil {
+				d.log.Error("TLS certificates", "error", err)
+			}
+		}()
+		f.servers = append(f.servers, &managedServer{name: "tls", addr: f.https, shutdown: func(context.Context) error {
+			stopManaging()
+			tlsCfg.Close()
+			return nil
+		}})
 		go serveLogged(d.log, "https", func() error { return srv.ServeTLS(httpsLn, "", "") })
 		if httpLn != nil {
 			plain := px.Server(f.http)

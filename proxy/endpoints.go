@@ -25,9 +25,23 @@ type endpoint struct {
 	// ejectedUntil is the UnixNano time until which the endpoint is skipped;
 	// zero when it was never ejected.
 	ejectedUntil atomic.Int64
+	// ejectedAt is the UnixNano time of the last ejection. Active probes
+	// that bring the endpoint up after it end the ejection early.
+	ejectedAt atomic.Int64
 	// wasEjected is set by an ejection and cleared by the first success
 	// after it, so that each recovery is reported once.
 	wasEjected atomic.Bool
+}
+
+// endEjectionIfProbedUp ends an ejection when active health checks saw the
+// endpoint come up after it was ejected: the probes, not a timer, decide
+// when it may take traffic again.
+func (e *endpoint) endEjectionIfProbedUp(st routing.EndpointStatus) {
+	at := e.ejectedAt.Load()
+	if at != 0 && st.Up && st.Since.UnixNano() > at {
+		e.ejectedUntil.Store(0)
+		e.ejectedAt.Store(0)
+	}
 }
 
 func (e *endpoint) ejected(now int64) bool { return e.ejectedUntil.Load() > now }
@@ -260,6 +274,11 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 				if ep == nil {
 					ep = &endpoint{dc: st.Name, service: svc.Name, addr: addr}
 				}
+				for _, es := range st.Endpoints {
+					if es.Address == addr {
+						ep.endEjectionIfProbedUp(es)
+					}
+				}
 				next.endpoints[ek] = ep
 				tv.eps = append(tv.eps, ep)
 			}
@@ -290,6 +309,7 @@ func (p *Proxy) recordFailure(v *view, ep *endpoint, pl *pool, reason string) {
 		return // already ejected, or another request ejected it just now
 	}
 	ep.fails.Store(0)
+	ep.ejectedAt.Store(sinceEpoch(now))
 	ep.wasEjected.Store(true)
 	pl.m.ejections.Inc()
 	if p.opts.ReportPassive != nil {
@@ -309,28 +329,12 @@ func (p *Proxy) recordSuccess(ep *endpoint) {
 }
 
 // serviceState is what the proxy keeps per service across snapshots: the
-// retry budget's counters and the service's metrics.
+// retry budget and the service's metrics.
 type serviceState struct {
-	// active counts requests in flight; retrying counts the budgeted retries
-	// of those requests.
-	active, retrying atomic.Int64
-	m                *serviceMetrics
+	budget retryBudget
+	m      *serviceMetrics
 }
 
 func newServiceState(m *metrics, name string) *serviceState {
 	return &serviceState{m: m.service(name)}
-}
-
-// acquireRetry takes one retry from the budget: retries in flight may be at
-// most pct percent of requests in flight, but minRetries are always allowed.
-func (s *serviceState) acquireRetry(r config.Retry) bool {
-	limit := s.active.Load() * int64(r.BudgetPercent) / 100
-	if limit < int64(r.MinRetries) {
-		limit = int64(r.MinRetries)
-	}
-	if s.retrying.Add(1) > limit {
-		s.retrying.Add(-1)
-		return false
-	}
-	return true
 }

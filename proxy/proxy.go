@@ -231,8 +231,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st.replayable = sv.replayable(r)
 	st.deadline = st.start.Add(sv.retry.Deadline.D())
-	sv.state.active.Add(1)
-	st.counted = true
+	sv.state.budget.request(st.start.Unix())
 
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	p.rp.ServeHTTP(&st.rw, r.WithContext(ctx))
@@ -248,12 +247,6 @@ func (p *Proxy) finish(st *reqState) {
 	}
 	if st.ep != nil {
 		st.ep.inflight.Add(-1)
-	}
-	if st.counted {
-		st.sv.state.active.Add(-1)
-		if st.budget > 0 {
-			st.sv.state.retrying.Add(-int64(st.budget))
-		}
 	}
 	code := st.rw.code
 	if code == 0 {

@@ -304,6 +304,16 @@ func TestConfigValidation(t *testing.T) {
 	if cfg.Services["api"].Retry.TryTimeout.D() != 10*time.Second/3 {
 		t.Errorf("try_timeout default %v", cfg.Services["api"].Retry.TryTimeout)
 	}
+	// An explicit proxy.retry.try_timeout reaches services that override
+	// other retry fields; the default follows each service's own deadline.
+	yaml = strings.NewReplacer("{{w}}", "127.0.0.1:1", "{{e}}", "127.0.0.1:2").Replace(base +
+		"    retry: {attempts: 4}\nproxy: {retry: {try_timeout: 2s}}\n")
+	if cfg, _, err = config.Parse([]byte(yaml)); err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Services["api"].Retry; r.TryTimeout.D() != 2*time.Second || r.Attempts != 4 {
+		t.Errorf("service retry %+v", r)
+	}
 }
 
 func TestShutdownFinishesInFlight(t *testing.T) {

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -15,11 +14,6 @@ import (
 	"syscall"
 	"time"
 )
-
-// maxBufferedAnswer bounds the body of a 502/503/504 answer that is kept
-// while the request is retried, so it can be returned if every retry fails.
-// A larger answer is returned at once instead of being retried.
-const maxBufferedAnswer = 64 << 10
 
 // errNoEndpoint means no endpoint was left to try.
 var errNoEndpoint = errors.New("proxy: no endpoint to try")
@@ -71,8 +65,6 @@ type reqState struct {
 	reached int // tries that may have reached a backend
 	retries int
 	reasons [6]failKind // the first retry reasons, for the access log
-	budget  int         // retries taken from the service's budget
-	counted bool        // counted in the service's active requests
 
 	firstTry attempt   // the first try's attempt, allocated with the state
 	fwd      [3]string // backs the X-Forwarded-* header values
@@ -166,6 +158,13 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 				return st.accept(res, tv, ep), nil
 			}
 			return nil, err
+		}
+		if kind.reachedBackend() {
+			// Failures that reached a backend (overload, a hang, a 503) tend
+			// to hit a whole DC: try the next DC before this one's other
+			// endpoints. A connection that could not be made is more
+			// likely one dead endpoint, so that moves on within the DC.
+			st.leaveDC()
 		}
 		ntv, nep := st.next()
 		if nep == nil || !st.mayRetry(kind) {
@@ -314,11 +313,7 @@ func (st *reqState) mayRetry(kind failKind) bool {
 	if !st.replayable || st.reached >= st.sv.retry.Attempts {
 		return false
 	}
-	if !st.sv.state.acquireRetry(st.sv.retry) {
-		return false
-	}
-	st.budget++
-	return true
+	return st.sv.state.budget.withdraw(time.Now().Unix(), st.sv.retry)
 }
 
 func (st *reqState) noteRetry(kind failKind) {
@@ -363,35 +358,9 @@ func classify(err error, a *attempt) failKind {
 	return failOther
 }
 
-// keepAnswer reads a small answer into memory so that the request can be
-// retried and the answer still returned if the retries fail. It returns false
-// with an equivalent response when the body is too large to keep.
-func keepAnswer(res *http.Response) (*http.Response, bool) {
-	if res.ContentLength > maxBufferedAnswer {
-		return res, false
-	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxBufferedAnswer+1))
-	if len(body) > maxBufferedAnswer {
-		res.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), res.Body), res.Body}
-		return res, false
-	}
-	res.Body.Close()
-	if err != nil {
-		// A broken body is no answer worth returning later; keep the status.
-		body = nil
-	}
-	res.Body = io.NopCloser(bytes.NewReader(body))
-	res.ContentLength = int64(len(body))
-	res.TransferEncoding = nil
-	return res, true
-}
-
 // next returns the next endpoint to try: the DCs in order, each DC's
 // endpoints from the one its balancer picks, skipping endpoints already
-// tried and, unless nothing else is left, ejected ones.
+// tried and, until nothing else is left, ejected ones.
 func (st *reqState) next() (*targetView, *endpoint) {
 	now := sinceEpoch(st.p.now())
 	for {
@@ -399,8 +368,10 @@ func (st *reqState) next() (*targetView, *endpoint) {
 			if st.includeEject || !st.skipped {
 				return nil, nil
 			}
-			// Every endpoint left is ejected: ejection is a guess, and a
-			// guess is better than refusing the request.
+			// A second pass takes the endpoints the first one passed over:
+			// those of DCs left after a failure, and ejected ones, since
+			// ejection is a guess, and a guess is better than refusing the
+			// request.
 			st.includeEject, st.ti, st.k, st.entered = true, 0, 0, false
 			continue
 		}
@@ -423,6 +394,15 @@ func (st *reqState) next() (*targetView, *endpoint) {
 			continue
 		}
 		return e.tv, ep
+	}
+}
+
+// leaveDC moves the cursor to the next DC, if there is one; the endpoints
+// left behind are tried in the second pass.
+func (st *reqState) leaveDC() {
+	if st.ti+1 < len(st.order) {
+		st.ti, st.k, st.entered = st.ti+1, 0, false
+		st.skipped = true
 	}
 }
 
@@ -452,83 +432,3 @@ func (sv *serviceView) replayable(r *http.Request) bool {
 	}
 	return false
 }
-
-// prepareBody buffers a request body up to proxy.max_buffered_body so that
-// it can be sent again; a larger body streams through once.
-func (st *reqState) prepareBody() error {
-	r := st.in
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return nil
-	}
-	limit := st.v.maxBody
-	if r.ContentLength > limit {
-		st.streamBody = &countingBody{rc: r.Body}
-		r.Body = st.streamBody
-		return nil
-	}
-	var buf []byte
-	if r.ContentLength > 0 {
-		buf = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return err
-		}
-	} else {
-		// Unknown length: read one byte past the limit to learn which side
-		// of it the body is.
-		var b bytes.Buffer
-		n, err := b.ReadFrom(io.LimitReader(r.Body, limit+1))
-		if err != nil {
-			return err
-		}
-		if n > limit {
-			st.streamBody = &countingBody{rc: struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(b.Bytes()), r.Body), r.Body}}
-			r.Body = st.streamBody
-			return nil
-		}
-		buf = b.Bytes()
-		// Send it with a Content-Length: backends handle that best.
-		r.TransferEncoding = nil
-	}
-	st.body = buf
-	r.ContentLength = int64(len(buf))
-	r.Body = st.freshBody()
-	r.GetBody = func() (io.ReadCloser, error) { return st.freshBody(), nil }
-	return nil
-}
-
-// freshBody returns a reader over the buffered body, or the streaming body.
-func (st *reqState) freshBody() io.ReadCloser {
-	switch {
-	case st.body != nil:
-		return io.NopCloser(bytes.NewReader(st.body))
-	case st.streamBody != nil:
-		return st.streamBody
-	}
-	return nil
-}
-
-// rewindable reports whether the body can be sent again: it is buffered,
-// absent, or streaming but not yet read at all.
-func (st *reqState) rewindable() bool {
-	return st.streamBody == nil || st.streamBody.n.Load() == 0
-}
-
-// countingBody passes a body through, counting what was read so the proxy
-// knows whether a failed try consumed any of it.
-type countingBody struct {
-	rc io.ReadCloser
-	n  atomic.Int64
-}
-
-func (c *countingBody) Read(p []byte) (int, error) {
-	n, err := c.rc.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-// Close does not close the client's body: a try that failed before reading
-// it leaves it for the next try, and net/http closes it after the handler.
-func (c *countingBody) Close() error { return nil }

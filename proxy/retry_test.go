@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
 	"io"
 	"net"
 	"net/http"
@@ -159,38 +161,51 @@ func TestIdempotentDeclared(t *testing.T) {
 	}
 }
 
-// TestRetryBudget: with one retry in flight and a budget of one, a second
-// failing request gets its own answer instead of a retry.
+// TestRetryBudget: retries are capped at a share of recent requests plus a
+// floor of min_retries per second; past the cap a failing request gets its
+// own answer instead of a retry.
 func TestRetryBudget(t *testing.T) {
 	west := newBackend(t, "west", status(503, "west busy"))
-	arrived := make(chan struct{}, 1)
-	release := make(chan struct{})
-	east := newBackend(t, "east", func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
-		<-release
-		_, _ = io.WriteString(w, "east")
-	})
-	e := newEnv(t, twoDC+"proxy: {retry: {budget_percent: 1, min_retries: 1}}\n", map[string]string{"w": west.addr(), "e": east.addr()}, envOptions{})
-	first := make(chan string, 1)
-	go func() {
-		_, body, _ := e.call("GET", "api.coopr.test", "/a", nil, nil)
-		first <- body
-	}()
-	<-arrived
-	code, body, _ := e.call("GET", "api.coopr.test", "/b", nil, nil)
-	if code != 503 || body != "west busy" {
-		t.Fatalf("second request: got %d %q, want west's answer (budget spent)", code, body)
+	east := newBackend(t, "east", ok("east"))
+	e := newEnv(t, twoDC+"proxy: {retry: {budget_percent: 1, min_retries: 1}, outlier: {consecutive_failures: 100}}\n", map[string]string{"w": west.addr(), "e": east.addr()}, envOptions{})
+	// The floor is 1 per second over the 10 s window, and the requests' 1%
+	// lets an 11th retry fit: 10 < 10 + 11/100.
+	var retried, refused int
+	for i := 0; i < 15; i++ {
+		code, body, _ := e.call("GET", "api.coopr.test", "/", nil, nil)
+		switch {
+		case code == 200 && body == "east":
+			retried++
+		case code == 503 && body == "west busy":
+			refused++
+		default:
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
 	}
-	close(release)
-	if body := <-first; body != "east" {
-		t.Fatalf("first request: %q", body)
+	if retried != 11 || refused != 4 {
+		t.Fatalf("%d retried, %d answered without a retry; want 11 and 4", retried, refused)
 	}
-	if got := e.metric("coopr_gslb_proxy_retries_total", map[string]string{"reason": "status_503"}); got != 1 {
-		t.Fatalf("retries %v, want 1", got)
+	if got := e.metric("coopr_gslb_proxy_retries_total", map[string]string{"reason": "status_503"}); got != 11 {
+		t.Fatalf("retries %v, want 11", got)
 	}
-	// The budget is returned when requests end.
-	if a, r := e.proxy.view.Load().services[e.engine.Snapshot().Service("api")].state.active.Load(), e.proxy.store.services["api"].retrying.Load(); a != 0 || r != 0 {
-		t.Fatalf("active %d retrying %d after the requests", a, r)
+}
+
+func TestRetryBudgetShare(t *testing.T) {
+	var b retryBudget
+	r := config.Retry{BudgetPercent: 20, MinRetries: 0}
+	for i := 0; i < 100; i++ {
+		b.request(1000)
+	}
+	n := 0
+	for b.withdraw(1005, r) {
+		n++
+	}
+	if n != 20 {
+		t.Fatalf("%d retries allowed for 100 requests at 20%%, want 20", n)
+	}
+	// Ten seconds later the old requests no longer count.
+	if b.withdraw(1010, r) {
+		t.Fatal("a retry was allowed on requests older than the window")
 	}
 }
 

@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"sync/atomic"
+)
+
+// maxBufferedAnswer bounds the body of a 502/503/504 answer that is kept
+// while the request is retried, so it can be returned if every retry fails.
+// A larger answer is returned at once instead of being retried.
+const maxBufferedAnswer = 64 << 10
+
+// keepAnswer reads a small answer into memory so that the request can be
+// retried and the answer still returned if the retries fail. It returns false
+// with an equivalent response when the body is too large to keep.
+func keepAnswer(res *http.Response) (*http.Response, bool) {
+	if res.ContentLength > maxBufferedAnswer {
+		return res, false
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxBufferedAnswer+1))
+	if len(body) > maxBufferedAnswer {
+		res.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), res.Body), res.Body}
+		return res, false
+	}
+	res.Body.Close()
+	if err != nil {
+		// A broken body is no answer worth returning later; keep the status.
+		body = nil
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	res.ContentLength = int64(len(body))
+	res.TransferEncoding = nil
+	return res, true
+}
+
+// prepareBody buffers a request body up to proxy.max_buffered_body so that
+// it can be sent again; a larger body streams through once.
+func (st *reqState) prepareBody() error {
+	r := st.in
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	limit := st.v.maxBody
+	if r.ContentLength > limit {
+		st.streamBody = &countingBody{rc: r.Body}
+		r.Body = st.streamBody
+		return nil
+	}
+	var buf []byte
+	if r.ContentLength > 0 {
+		buf = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return err
+		}
+	} else {
+		// Unknown length: read one byte past the limit to learn which side
+		// of it the body is.
+		var b bytes.Buffer
+		n, err := b.ReadFrom(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			return err
+		}
+		if n > limit {
+			st.streamBody = &countingBody{rc: struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(b.Bytes()), r.Body), r.Body}}
+			r.Body = st.streamBody
+			return nil
+		}
+		buf = b.Bytes()
+		// Send it with a Content-Length: backends handle that best.
+		r.TransferEncoding = nil
+	}
+	st.body = buf
+	r.ContentLength = int64(len(buf))
+	r.Body = st.freshBody()
+	r.GetBody = func() (io.ReadCloser, error) { return st.freshBody(), nil }
+	return nil
+}
+
+// freshBody returns a reader over the buffered body, or the streaming body.
+func (st *reqState) freshBody() io.ReadCloser {
+	switch {
+	case st.body != nil:
+		return io.NopCloser(bytes.NewReader(st.body))
+	case st.streamBody != nil:
+		return st.streamBody
+	}
+	return nil
+}
+
+// rewindable reports whether the body can be sent again: it is buffered,
+// absent, or streaming but not yet read at all.
+func (st *reqState) rewindable() bool {
+	return st.streamBody == nil || st.streamBody.n.Load() == 0
+}
+
+// countingBody passes a body through, counting what was read so the proxy
+// knows whether a failed try consumed any of it.
+type countingBody struct {
+	rc io.ReadCloser
+	n  atomic.Int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.rc.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Close does not close the client's body: a try that failed before reading
+// it leaves it for the next try, and net/http closes it after the handler.
+func (c *countingBody) Close() error { return nil }
