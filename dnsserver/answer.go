@@ -59,6 +59,7 @@ func newResponse() *response {
 		name:   make([]byte, 0, 256),
 		gslb:   make([]*dcData, 0, 4),
 		buf:    make([]byte, 4096),
+		qtype:  qtypeNone,
 	}
 }
 

@@ -127,6 +127,15 @@ func (s *Server) Start() error {
 	s.tcpAddr = ln.Addr().(*net.TCPAddr)
 
 	for _, pc := range pcs {
+		if !s.udpAddr.IP.IsUnspecified() {
+			// Bound to one address, replies leave from it anyway: hide the
+			// *net.UDPConn so miekg reads and writes plain datagrams
+			// instead of carrying each query's destination in control
+			// messages (IP_PKTINFO), which costs allocations and syscall
+			// work per packet. On a wildcard address that is what picks
+			// the right source address for the reply, so it stays.
+			pc = plainPacketConn{pc}
+		}
 		s.servers = append(s.servers, &dns.Server{
 			PacketConn:     pc,
 			Handler:        handler{s, udp},
@@ -237,6 +246,10 @@ func (s *Server) settings() settings {
 	}
 	return settings{udpSize: config.DefaultUDPSize, idleTimeout: 10 * time.Second, maxConns: 1000}
 }
+
+// plainPacketConn is a net.PacketConn that is not a *net.UDPConn, so that
+// miekg/dns serves it with ReadFrom and WriteTo.
+type plainPacketConn struct{ net.PacketConn }
 
 // handler serves the queries of one transport.
 type handler struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -201,5 +202,23 @@ func TestShutdownWithOpenConnections(t *testing.T) {
 	}
 	if d := time.Since(began); d > time.Second {
 		t.Errorf("shutdown waited %v for an idle connection", d)
+	}
+}
+
+// TestWildcardAddress serves on 0.0.0.0, where miekg/dns keeps each query's
+// destination (IP_PKTINFO) to answer from the address that was asked.
+func TestWildcardAddress(t *testing.T) {
+	f := start(t, "")
+	srv, err := New(Options{Addr: "0.0.0.0:0", Snapshot: f.engine.Snapshot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	local := &fixture{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.UDPAddr().Port))}
+	for _, network := range []string{"udp", "tcp"} {
+		wantAddrs(t, local.exchange(t, network, query("api.gslb.example.com.", dns.TypeA)), "192.0.2.1")
 	}
 }

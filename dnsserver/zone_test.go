@@ -80,9 +80,13 @@ func TestSerialChangesOnReload(t *testing.T) {
 		return m.Answer[0].(*dns.SOA).Serial
 	}
 	first := serial()
+	z := f.srv.view.Load().zone
 	f.engine.Drain("dc1", routing.Drain{})
 	if got := serial(); got != first {
 		t.Errorf("serial changed from %d to %d on a health change; want it per configuration", first, got)
+	}
+	if f.srv.view.Load().zone != z {
+		t.Error("the zone was rebuilt for a new snapshot of the same configuration")
 	}
 	for range 3 {
 		f.engine.SetConfig(parseConfig(t, ""))
@@ -132,5 +136,22 @@ func TestNames(t *testing.T) {
 	}
 	if got := absoluteName("ns1.example.net", "z."); got != "ns1.example.net." {
 		t.Errorf("absoluteName(ns1.example.net) = %q", got)
+	}
+}
+
+func TestUDPSizeSetting(t *testing.T) {
+	f := start(t, bigTXT()+"  udp_size: 1400")
+	m := f.exchange(t, "udp", query("big.gslb.example.com.", dns.TypeTXT, withEDNS(4096)))
+	if opt := m.IsEdns0(); opt == nil || opt.UDPSize() != 1400 {
+		t.Fatalf("OPT %v, want UDP size 1400", opt)
+	}
+	if m.Truncated || len(m.Answer) != 5 {
+		t.Errorf("TC %v with %d records, want the whole answer", m.Truncated, len(m.Answer))
+	}
+	// Our size caps what a client advertises.
+	g := start(t, bigTXT()+"  udp_size: 512")
+	m = g.exchange(t, "udp", query("big.gslb.example.com.", dns.TypeTXT, withEDNS(4096)))
+	if !m.Truncated || len(m.Answer) != 0 {
+		t.Errorf("TC %v with %d records, want an empty truncated answer", m.Truncated, len(m.Answer))
 	}
 }
