@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
 )
@@ -35,8 +36,24 @@ func check(path string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: OK (%d datacenters, %d services, %d warnings)\n", path, len(cfg.Datacenters), len(cfg.Services), len(problems.Warnings()))
+	printFailover(stdout, cfg)
 	printCooprSite(stdout, cfg)
 	return 0
+}
+
+// printFailover shows what each service's settings buy: the worst time a
+// client may still be sent to a failed DC (detection plus DNS TTL).
+func printFailover(w io.Writer, cfg *config.Config) {
+	fmt.Fprintln(w, "\nworst-case failover (detection + DNS TTL):")
+	for _, name := range cfg.ServiceNames {
+		s := cfg.Services[name]
+		det := cfg.Detection(name)
+		ttl, from := s.DNSTTL, "dns_ttl"
+		if s.FailoverBudget > 0 {
+			ttl, from = cfg.BudgetTTL(name), "failover_budget "+s.FailoverBudget.String()
+		}
+		fmt.Fprintf(w, "  %s: %s (detection %s + TTL %ds from %s)\n", name, det+time.Duration(ttl)*time.Second, det, ttl, from)
+	}
 }
 
 // printCooprSite prints the coopr-site.xml properties each DC needs for its

@@ -23,7 +23,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{range .Services}}
 <section>
 <h2>{{.Name}} <small>policy {{.Policy}}</small> <span class="badge {{.State}}">{{.State}}</span></h2>
-<p>DNS answer: <code>{{range .DNSAnswer}}{{.}} {{else}}none{{end}}</code> · proxy target: <b>{{or .ProxyTarget "none"}}</b></p>
+<p>DNS answer: <code>{{range .DNSAnswer}}{{.}} {{else}}none{{end}}</code> (TTL {{.DNSTTL}} s) · proxy target: <b>{{or .ProxyTarget "none"}}</b> · worst-case failover {{printf "%.1f" .WorstCaseFailoverSeconds}} s (detection {{printf "%.1f" .DetectionSeconds}} s + TTL; {{.TTLReason}})</p>
 <p class="reason">{{.Reason}}</p>
 <table>
 <tr><th>datacenter</th><th>state</th><th>healthy</th><th>why</th><th>since</th><th>endpoints</th></tr>

@@ -36,6 +36,14 @@ type ServiceStatus struct {
 	ProxyTarget string     `json:"proxy_target"`
 	Reason      string     `json:"reason"`
 	Datacenters []DCStatus `json:"datacenters"`
+	// DNSTTL is the TTL served now and TTLReason where it comes from;
+	// DetectionSeconds and WorstCaseFailoverSeconds are what the health
+	// settings and the TTL buy: the worst time a client may still be sent
+	// to a failed DC.
+	DNSTTL                   uint32  `json:"dns_ttl"`
+	TTLReason                string  `json:"ttl_reason"`
+	DetectionSeconds         float64 `json:"detection_seconds"`
+	WorstCaseFailoverSeconds float64 `json:"worst_case_failover_seconds"`
 	// ShardRouting is the service's shard_routing; Shards its shard map.
 	ShardRouting string        `json:"shard_routing"`
 	Shards       []ShardStatus `json:"shards,omitempty"`
@@ -95,7 +103,8 @@ func (s *Server) buildStatus() Status {
 	}
 	for _, svc := range snap.Services {
 		d := svc.Decide(netip.IPv4Unspecified())
-		ss := ServiceStatus{Name: svc.Name, Policy: svc.Config.Policy, AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: []string{}, ShardRouting: svc.Config.ShardRouting}
+		ss := ServiceStatus{Name: svc.Name, Policy: svc.Config.Policy, AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: []string{}, ShardRouting: svc.Config.ShardRouting,
+			DNSTTL: svc.TTL, TTLReason: svc.TTLReason, DetectionSeconds: svc.Detection.Seconds(), WorstCaseFailoverSeconds: svc.WorstCaseFailover.Seconds()}
 		for _, sh := range svc.Shards() {
 			ss.Shards = append(ss.Shards, ShardStatus{Home: sh.Home, Start: sh.Start, Increment: sh.Increment, Owner: sh.Owner,
 				TakenOver: sh.Owner != sh.Home, Reason: sh.Reason, Since: sh.Since})

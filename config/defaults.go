@@ -21,6 +21,45 @@ const (
 	DefaultWhenAllDown = "serve_all"
 )
 
+// MinTTL is the floor of TTLs derived from a failover budget, and the TTL
+// served while a DC is flapping or has just recovered.
+const MinTTL = 5
+
+// RecentChange is how long after a DC changes state its services' TTLs stay
+// short, so that caches re-ask sooner while it may still be flapping.
+const RecentChange = 60 * time.Second
+
+// Detection returns the worst-case time for a check to declare a failed
+// endpoint down: a full interval until the next probe, the probes until
+// fall (fast_interval apart when set), and the last probe's timeout.
+func (c Check) Detection() time.Duration {
+	step := c.Interval.D()
+	if c.FastInterval > 0 {
+		step = c.FastInterval.D()
+	}
+	return c.Interval.D() + time.Duration(max(c.Fall-1, 0))*step + c.Timeout.D()
+}
+
+// Detection returns the worst-case detection time of the service name over
+// every DC that deploys it.
+func (c *Config) Detection(name string) time.Duration {
+	var worst time.Duration
+	for _, dc := range c.Datacenters {
+		if ds := dc.Services[name]; ds != nil {
+			worst = max(worst, ds.EffectiveCheck.Detection())
+		}
+	}
+	return worst
+}
+
+// BudgetTTL returns the DNS TTL, in seconds, that a failover budget leaves
+// after the worst-case detection time, never below MinTTL.
+func (c *Config) BudgetTTL(name string) int {
+	s := c.Services[name]
+	left := (s.FailoverBudget.D() - c.Detection(name)) / time.Second
+	return max(int(left), MinTTL)
+}
+
 // defaults returns the configuration that an empty file means. Listener
 // addresses are pre-filled so that an absent key means the default and an
 // explicit "" disables that front door.

@@ -121,6 +121,10 @@ type Service struct {
 	// UpstreamHost, if set, replaces the Host header sent to endpoints; by
 	// default the client's Host is kept.
 	UpstreamHost string `yaml:"upstream_host"`
+	// FailoverBudget, if set, is the worst-case time a client may be sent to
+	// a failed DC; the DNS TTL is derived from it (budget minus worst-case
+	// detection time, at least MinTTL) instead of dns_ttl.
+	FailoverBudget Duration `yaml:"failover_budget"`
 	// ShardRouting sends requests for /v2/clusters/{id} to the DC that owns
 	// the cluster's ID partition: off (default), writes (non-read methods) or all.
 	ShardRouting string `yaml:"shard_routing"`

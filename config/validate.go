@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -191,6 +192,14 @@ func (v *validator) services() {
 		}
 		if s.DNSTTL < 0 || s.DNSTTL > 86400 {
 			v.errorf(path+".dns_ttl", "%d is out of range 0..86400", s.DNSTTL)
+		}
+		if s.FailoverBudget < 0 {
+			v.errorf(path+".failover_budget", "must not be negative")
+		} else if s.FailoverBudget > 0 {
+			det := c.Detection(name)
+			if s.FailoverBudget.D() < det+MinTTL*time.Second {
+				v.warnf(path+".failover_budget", "%s cannot be met: detection alone takes up to %s and the TTL is at least %ds; worst-case failover is %s", s.FailoverBudget, det, MinTTL, det+MinTTL*time.Second)
+			}
 		}
 		switch s.ShardRouting {
 		case "off", "writes", "all":

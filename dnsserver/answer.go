@@ -313,7 +313,7 @@ func (v *view) gslb(r *response, owner string, si int, qtype uint16, client neti
 		// is cached no longer than a positive answer would be (the
 		// service's dns_ttl), so recovery shows as fast as any change.
 		r.soa = *z.negSOA
-		r.soa.Hdr.Ttl = min(r.soa.Hdr.Ttl, sd.ttl)
+		r.soa.Hdr.Ttl = min(r.soa.Hdr.Ttl, svc.TTL)
 		m.Ns = append(m.Ns, &r.soa)
 		r.refused = sd
 		return
@@ -328,9 +328,9 @@ func (v *view) gslb(r *response, owner string, si int, qtype uint16, client neti
 		}
 		n := len(m.Answer)
 		if qtype == dns.TypeA {
-			r.addA(owner, sd.ttl, dd.v4)
+			r.addA(owner, svc.TTL, dd.v4)
 		} else {
-			r.addAAAA(owner, sd.ttl, dd.v6)
+			r.addAAAA(owner, svc.TTL, dd.v6)
 		}
 		if len(m.Answer) > n {
 			r.gslb = append(r.gslb, dd)

@@ -52,6 +52,8 @@ type Engine struct {
 	owners    map[string]dcMemoOwner // by service/partition: last published owner
 	gen       uint64
 	events    *eventLog
+	// ttlTimer republishes when a short "recent change" TTL expires.
+	ttlTimer *time.Timer
 }
 
 type endpointState struct {
@@ -68,6 +70,8 @@ type dcMemoOwner struct {
 type dcMemo struct {
 	state State
 	since time.Time
+	// changed is false for the first state learned at start-up.
+	changed bool
 }
 
 func endpointKey(dc, service, endpoint string) string { return dc + "/" + service + "/" + endpoint }
@@ -236,6 +240,7 @@ func (e *Engine) publishLocked() {
 	e.gen++
 	s := build(e.cfg, e.endpoints, e.drains, now, e.opts.Rand)
 	s.Generation = e.gen
+	var next time.Time // when a shortened TTL ends and the snapshot must be rebuilt
 	for _, svc := range s.Services {
 		for _, dc := range svc.DCs {
 			key := svc.Name + "/" + dc.Name
@@ -245,11 +250,12 @@ func (e *Engine) publishLocked() {
 				dc.Since = now // still waiting for its first probes: no state to announce
 				continue
 			case seen && memo.state == dc.State:
-				dc.Since = memo.since
+				dc.Since, dc.changed = memo.since, memo.changed
 				continue
 			}
 			dc.Since = now
-			e.dcSince[key] = dcMemo{state: dc.State, since: now}
+			dc.changed = seen
+			e.dcSince[key] = dcMemo{state: dc.State, since: now, changed: seen}
 			if dc.State == StateDrained || (seen && memo.state == StateDrained) {
 				continue // drains and undrains have events of their own
 			}
@@ -268,6 +274,9 @@ func (e *Engine) publishLocked() {
 			sh.Since = now
 			e.owners[key] = dcMemoOwner{owner: sh.Owner, since: now}
 		}
+		if at := applyTTL(e.cfg, svc, now); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
 		if was := e.allDown[svc.Name]; was != svc.AllDown && (!svc.AllDown || anyServiceProbed(svc)) {
 			e.allDown[svc.Name] = svc.AllDown
 			kind := EventAllDownCleared
@@ -278,6 +287,64 @@ func (e *Engine) publishLocked() {
 		}
 	}
 	e.snap.Store(s)
+	e.scheduleLocked(next, now)
+}
+
+// scheduleLocked arranges a republish at next (if not zero), so TTLs that
+// were shortened after a change grow back without waiting for another change.
+func (e *Engine) scheduleLocked(next, now time.Time) {
+	if e.ttlTimer != nil {
+		e.ttlTimer.Stop()
+		e.ttlTimer = nil
+	}
+	if next.IsZero() {
+		return
+	}
+	e.ttlTimer = time.AfterFunc(next.Sub(now)+time.Millisecond, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.publishLocked()
+	})
+}
+
+// Close stops the engine's timer. The engine stays usable; Close is safe to
+// call more than once.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ttlTimer != nil {
+		e.ttlTimer.Stop()
+		e.ttlTimer = nil
+	}
+}
+
+// applyTTL sets the service's TTL and failover figures. It returns when a
+// shortened TTL ends (zero if none is shortened).
+func applyTTL(cfg *config.Config, svc *Service, now time.Time) time.Time {
+	sc := svc.Config
+	svc.Detection = cfg.Detection(svc.Name)
+	if sc.FailoverBudget <= 0 {
+		svc.TTL = uint32(sc.DNSTTL)
+		svc.TTLReason = "dns_ttl"
+		svc.WorstCaseFailover = svc.Detection + time.Duration(sc.DNSTTL)*time.Second
+		return time.Time{}
+	}
+	ttl := cfg.BudgetTTL(svc.Name)
+	svc.WorstCaseFailover = svc.Detection + time.Duration(ttl)*time.Second
+	svc.TTL = uint32(ttl)
+	svc.TTLReason = fmt.Sprintf("failover_budget %s minus detection %s", sc.FailoverBudget, svc.Detection)
+	var until time.Time
+	for _, dc := range svc.DCs {
+		if end := dc.Since.Add(config.RecentChange); dc.changed && now.Before(end) && (until.IsZero() || end.After(until)) {
+			until = end
+		}
+	}
+	if !until.IsZero() && ttl > config.MinTTL {
+		svc.TTL = config.MinTTL
+		svc.TTLReason = fmt.Sprintf("shortened to %ds until %s: a datacenter changed state recently", config.MinTTL, until.Format(time.TimeOnly))
+		return until
+	}
+	return time.Time{}
 }
 
 func anyProbed(dc *DCStatus) bool {

@@ -68,6 +68,15 @@ type Service struct {
 	AllDown bool
 	// Summary says each datacenter's state in a few words, for people.
 	Summary string
+	// TTL is the DNS TTL to serve, in seconds: dns_ttl, or the TTL derived
+	// from failover_budget, which shrinks to config.MinTTL while a DC of the
+	// service is flapping or has just recovered.
+	TTL uint32
+	// TTLReason says where TTL comes from.
+	TTLReason string
+	// Detection is the worst-case time to notice a failed DC, and
+	// WorstCaseFailover adds the time caches may keep the old answer.
+	Detection, WorstCaseFailover time.Duration
 
 	policy policy
 	// serving are the targets that may serve, in failover order: the healthy,
@@ -105,6 +114,8 @@ type DCStatus struct {
 	Endpoints []EndpointStatus
 	// Target is what a front door uses to reach this DC.
 	Target *Target
+
+	changed bool // Since is a change, not the first state learned
 }
 
 // EndpointStatus is an endpoint's health as the engine knows it.
