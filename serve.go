@@ -56,6 +56,7 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 		}
 	})
 	engine := routing.New(cfg, routing.Options{OnEvent: events.write})
+	defer engine.Close()
 	stateMetrics = admin.NewStateCollector(engine.Snapshot)
 	reg.MustRegister(stateMetrics)
 	// Drains are back before the first answer is served.
