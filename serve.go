@@ -130,13 +130,15 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 	case <-ctx.Done():
 		return nil
 	}
-	ready.set()
 
 	fronts, err := startFrontDoors(frontDoorDeps{cfg: cfg, snapshot: engine.Snapshot, reg: reg, log: log})
 	if err != nil {
 		return err
 	}
 	servers = append(servers, fronts.servers...)
+	// Ready only once the front doors listen: a load balancer or a test
+	// that waits for /readyz may send traffic at once.
+	ready.set()
 	bound.HTTP, bound.HTTPS, bound.DNS = fronts.http, fronts.https, fronts.dns
 	log.Info("serving", "http", bound.HTTP, "https", bound.HTTPS, "dns", bound.DNS, "admin", bound.Admin)
 	if opts.onServing != nil {

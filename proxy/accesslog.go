@@ -20,6 +20,10 @@ func (p *Proxy) logAccess(st *reqState, code int, dur time.Duration) {
 	if st.ep != nil {
 		ep = st.ep.addr
 	}
+	owner := noLabel
+	if st.shard != nil {
+		owner = st.shard.owner.dc
+	}
 	client := noLabel
 	if st.client.IsValid() {
 		client = st.client.String()
@@ -38,6 +42,7 @@ func (p *Proxy) logAccess(st *reqState, code int, dur time.Duration) {
 		slog.Int64("bytes", st.rw.bytes),
 		slog.Int("retries", st.retries),
 		slog.String("retry_reasons", st.retryReasons()),
+		slog.String("shard_owner", owner),
 	}
 	p.opts.Logger.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs[:]...)
 }

@@ -131,6 +131,10 @@ type serviceView struct {
 	none *dcMetrics
 	// targets holds a view of every DC of the service, in svc.DCs order.
 	targets []*targetView
+	// shardMode is the service's shard_routing; shards its shard map, in
+	// svc.Shards order, empty when shard routing is off.
+	shardMode shardMode
+	shards    []shardView
 }
 
 // targetView is one DC of a service in a view.
@@ -240,6 +244,7 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 			balancer:     balancerFor(sc.LoadBalancing),
 			affinity:     sc.Affinity == "cookie",
 			upstreamHost: sc.UpstreamHost,
+			shardMode:    parseShardMode(sc.ShardRouting),
 		}
 		if sc.Retry != nil {
 			sv.retry = *sc.Retry
@@ -286,6 +291,7 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 			tv.pinnedEps = tv.eps[:min(st.Healthy, len(tv.eps))]
 			sv.targets = append(sv.targets, tv)
 		}
+		p.buildShards(sv)
 		v.services[svc] = sv
 	}
 	p.store = next

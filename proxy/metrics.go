@@ -63,6 +63,8 @@ type metrics struct {
 	retries        *prometheus.CounterVec
 	ejections      *prometheus.CounterVec
 	upstreamErrors [numFailKinds]prometheus.Counter
+	shardRouted    *prometheus.CounterVec
+	shardNoOwner   *prometheus.CounterVec
 
 	mu       sync.Mutex // guards the caches below; taken only on first use
 	services map[string]*serviceMetrics
@@ -103,6 +105,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "ejections_total",
 			Help: "Endpoints ejected by outlier detection after consecutive failures.",
 		}, []string{"service", "dc"}),
+		shardRouted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "shard_routed_total",
+			Help: "Requests for a Coopr cluster sent to the DC that owns its shard (shard_routing), by service, owner and whether the owner took the shard over.",
+		}, []string{"service", "owner", "taken_over"}),
+		shardNoOwner: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "shard_no_owner_total",
+			Help: "Cluster writes refused with 503 because neither the shard's home DC nor any of its takeover DCs could write it, by service and home DC.",
+		}, []string{"service", "home"}),
 		services: map[string]*serviceMetrics{},
 		dcs:      map[string]*dcMetrics{},
 	}
@@ -114,7 +124,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.upstreamErrors[k] = upstream.WithLabelValues(k.String())
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.retries, m.ejections, upstream)
+		reg.MustRegister(m.requests, m.duration, m.retries, m.ejections, upstream, m.shardRouted, m.shardNoOwner)
 	}
 	return m
 }

@@ -49,6 +49,9 @@ type reqState struct {
 	orderBuf [4]orderEntry
 	pin      string // the DC of a valid affinity cookie
 	pinValid bool
+	// shard is the shard of the cluster the request addresses when it was
+	// routed to the shard's owner; nil otherwise.
+	shard *shardView
 
 	// The cursor over order: target ti, its endpoint offset k from first.
 	ti, k, first int
@@ -282,12 +285,20 @@ func (st *reqState) accept(res *http.Response, tv *targetView, ep *endpoint) *ht
 	return res
 }
 
-// decorate adds the DC header and the affinity cookie to an answer from tv.
-// Only a successful answer pins: a DC that answered 5xx should not keep the
-// session.
+// decorate adds the DC header, the shard owner header and the affinity
+// cookie to an answer from tv. Only a successful answer pins: a DC that
+// answered 5xx should not keep the session. An answer routed by shard never
+// pins: the owner served one request of the session, the session stays where
+// it was.
 func (st *reqState) decorate(res *http.Response, tv *targetView) {
 	if st.v.dcHeader != "" {
 		res.Header[st.v.dcHeader] = tv.dcValue
+	}
+	if st.shard != nil {
+		if tv == st.shard.owner {
+			res.Header[shardOwnerKey] = tv.dcValue
+		}
+		return
 	}
 	if st.sv.affinity && res.StatusCode < 500 && (!st.pinValid || st.pin != tv.dc) {
 		res.Header["Set-Cookie"] = append(res.Header["Set-Cookie"], tv.cookie(st.secure))

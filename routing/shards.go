@@ -2,6 +2,7 @@ package routing
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
@@ -93,7 +94,10 @@ func buildShards(cfg *config.Config, svc *Service) shardTable {
 			why := "not deployed for this service"
 			if home != nil {
 				why = home.State.String()
-				if home.Reason != "" {
+				switch {
+				case strings.HasPrefix(home.Reason, why):
+					why = home.Reason // "drained: maint" already names the state
+				case home.Reason != "":
 					why += ": " + home.Reason
 				}
 			}

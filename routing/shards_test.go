@@ -65,7 +65,7 @@ func TestShardOwnership(t *testing.T) {
 		{name: "zero id is partition 0, unowned", id: 0, owner: "-"},
 		{name: "east down: first takeover", down: []string{"east"}, id: 41, owner: "west", reason: "east is down: 1/1 endpoints failing (refused); taken over by west"},
 		{name: "east and west down: second takeover", down: []string{"east", "west"}, id: 41, owner: "north"},
-		{name: "east drained: takeover", drain: "east", id: 41, owner: "west", reason: "east is drained: drained: maint; taken over by west"},
+		{name: "east drained: takeover", drain: "east", id: 41, owner: "west", reason: "east is drained: maint; taken over by west"},
 		{name: "west down and its takeover down: no owner", down: []string{"west", "north"}, id: 12, owner: "", reason: "no takeover datacenter ([north]) is healthy"},
 		{name: "takeover only by listed DCs", down: []string{"west"}, id: 2, owner: "north"},
 	} {
