@@ -283,7 +283,7 @@ func TestAffinity(t *testing.T) {
 
 	// A soft drain keeps the pinned session until the deadline, then moves it.
 	b = pinToWest()
-	if code, _, e := cli(t, admin, "drain", "west", "-mode", "soft", "-deadline", "2s", "-token", testToken); code != 0 {
+	if code, _, e := cli(t, admin, "drain", "west", "-mode", "soft", "-deadline", "5s", "-token", testToken); code != 0 {
 		t.Fatal(e)
 	}
 	drainedAt := time.Now()
@@ -293,7 +293,7 @@ func TestAffinity(t *testing.T) {
 	if dc := uiGet(t, uiClient(t), httpAddr); dc != "east" {
 		t.Errorf("soft drain: a new session went to %q, want east", dc)
 	}
-	time.Sleep(time.Until(drainedAt.Add(2500 * time.Millisecond)))
+	time.Sleep(time.Until(drainedAt.Add(5500 * time.Millisecond)))
 	if dc := uiGet(t, b, httpAddr); dc != "east" {
 		t.Errorf("soft drain: after the deadline the pinned session is still on %q", dc)
 	}
