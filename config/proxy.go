@@ -38,6 +38,10 @@ type Proxy struct {
 	ShutdownTimeout       Duration `yaml:"shutdown_timeout"`
 
 	Outlier Outlier `yaml:"outlier"`
+	// SlowStart ramps a DC that comes back (after rise) from no share to its
+	// full share of new requests over this window, instead of sending it
+	// everything at once. Zero turns it off.
+	SlowStart Duration `yaml:"slow_start"`
 
 	// TrustedNets is TrustedProxies parsed, filled by Load.
 	TrustedNets []netip.Prefix `yaml:"-"`

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -59,6 +60,30 @@ func (st *reqState) route(dec routing.Decision) {
 		if tv := st.sv.target(t); tv != nil && tv != pinned {
 			st.order = append(st.order, orderEntry{tv: tv, eps: tv.eps})
 		}
+	}
+	if pinned == nil {
+		st.slowStart()
+	}
+}
+
+// slowStart lets a DC that has just come back take a share of new requests
+// that grows linearly over proxy.slow_start, so it is not hit with all of
+// them at once; the rest go to the next DC. Pinned sessions are left alone.
+func (st *reqState) slowStart() {
+	window := st.v.slowStart
+	if window <= 0 || len(st.order) < 2 {
+		return
+	}
+	at, ok := st.order[0].tv.status.CameBackAt()
+	if !ok {
+		return
+	}
+	elapsed := st.p.now().Sub(at)
+	if elapsed >= window {
+		return
+	}
+	if mrand.Int64N(int64(window)) >= int64(elapsed) {
+		st.order[0], st.order[1] = st.order[1], st.order[0]
 	}
 }
 

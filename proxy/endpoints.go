@@ -114,6 +114,7 @@ type view struct {
 	cookieName string
 	maxBody    int64
 	ejection   time.Duration
+	slowStart  time.Duration // proxy.slow_start
 	maxFails   int32
 }
 
@@ -219,6 +220,7 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 		cookieName: pc.AffinityCookie,
 		maxBody:    pc.MaxBufferedBody,
 		ejection:   pc.Outlier.Ejection.D(),
+		slowStart:  pc.SlowStart.D(),
 		maxFails:   int32(pc.Outlier.ConsecutiveFailures),
 	}
 	if pc.DCHeader != "-" && pc.DCHeader != "" {

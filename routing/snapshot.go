@@ -172,6 +172,12 @@ func (s *Service) decision(i, scope int) Decision {
 	return Decision{Targets: s.firstBy[i], Reason: s.reasons[i], AllDown: s.AllDown, ScopeBits: scope}
 }
 
+// CameBackAt reports when the DC came back up, if it is up after having been
+// down or drained (as opposed to up since start-up).
+func (d *DCStatus) CameBackAt() (time.Time, bool) {
+	return d.Since, d.State == StateUp && d.changed
+}
+
 // DC returns the status of the named datacenter, or nil.
 func (s *Service) DC(name string) *DCStatus {
 	for _, dc := range s.DCs {
