@@ -1,0 +1,505 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/miekg/dns"
+)
+
+// withHTTPS adds listen.https to a config rendered by twoDCConfig.
+func withHTTPS(cfg, httpsAddr string) string {
+	return strings.Replace(cfg, "listen:\n", fmt.Sprintf("listen:\n  https: %q\n", httpsAddr), 1)
+}
+
+// httpsClient trusts roots and connects every host name to httpsAddr, so a
+// URL's host is what the client sends as SNI and Host, as a browser whose
+// DNS points at the GSLB would.
+func httpsClient(roots *x509.CertPool, httpsAddr string) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: roots},
+			ForceAttemptHTTP2: true,
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, httpsAddr)
+			},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       10 * time.Second,
+	}
+}
+
+// echoOverHTTPS asks the simulator's /echo through the TLS listener and
+// checks what every HTTPS request must show: 200, HTTP/2, and that the
+// backend was told the client spoke HTTPS.
+func echoOverHTTPS(t *testing.T, client *http.Client, host string) (dc string) {
+	t.Helper()
+	res, err := client.Get("https://" + host + "/echo")
+	if err != nil {
+		t.Fatalf("HTTPS GET %s: %v", host, err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 || res.ProtoMajor != 2 {
+		t.Fatalf("HTTPS GET %s: %d over %s: %s", host, res.StatusCode, res.Proto, body)
+	}
+	var echo struct {
+		DC      string              `json:"dc"`
+		Host    string              `json:"host"`
+		Headers map[string][]string `json:"headers"`
+	}
+	if err := json.Unmarshal(body, &echo); err != nil {
+		t.Fatalf("echo: %v in %s", err, body)
+	}
+	if p := http.Header(echo.Headers).Get("X-Forwarded-Proto"); p != "https" {
+		t.Errorf("backend saw X-Forwarded-Proto %q, want https", p)
+	}
+	if echo.Host != host {
+		t.Errorf("backend saw Host %q, want %q", echo.Host, host)
+	}
+	if got := res.Header.Get("X-Coopr-GSLB-DC"); got != echo.DC {
+		t.Errorf("X-Coopr-GSLB-DC %q but %q answered", got, echo.DC)
+	}
+	return echo.DC
+}
+
+// handshake reports whether a TLS handshake for serverName with httpsAddr
+// succeeds with roots trusted.
+func handshake(httpsAddr, serverName string, roots *x509.CertPool) error {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{ServerName: serverName, RootCAs: roots}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", httpsAddr)
+	if err == nil {
+		c.Close()
+	}
+	return err
+}
+
+// TestTLSStaticCertificates serves HTTPS with a certificate from files that
+// a private CA signed: HTTP/2, the request proxied to the primary DC, and
+// the affinity cookie marked Secure on TLS (and only there).
+func TestTLSStaticCertificates(t *testing.T) {
+	t.Parallel()
+	fleet := startFleet(t)
+	roots, certFile, keyFile := writeCAAndLeaf(t, t.TempDir(), "api.coopr.example.com", "coopr.example.com")
+	_, httpAddr, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
+		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf("tls:\n  certificates:\n    - {cert: %q, key: %q}\n", certFile, keyFile)), httpsAddr)
+	})
+	client := httpsClient(roots, httpsAddr)
+
+	if dc := echoOverHTTPS(t, client, "api.coopr.example.com"); dc != "east" {
+		t.Errorf("HTTPS API request served by %q, want east (priority 1)", dc)
+	}
+	res, err := client.Get("https://api.coopr.example.com/v2/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.ProtoMajor != 2 || !strings.HasPrefix(string(body), "[") {
+		t.Fatalf("GET /v2/clusters over HTTPS: %d over %s: %s", res.StatusCode, res.Proto, body)
+	}
+	if res.TLS == nil || res.TLS.NegotiatedProtocol != "h2" {
+		t.Errorf("ALPN did not negotiate h2: %+v", res.TLS)
+	}
+
+	// The UI's affinity cookie is Secure over TLS, not over plain HTTP.
+	cookie := func(res *http.Response) *http.Cookie {
+		for _, c := range res.Cookies() {
+			if c.Name == "coopr_gslb_dc" {
+				return c
+			}
+		}
+		t.Fatalf("no affinity cookie in %q", res.Header.Values("Set-Cookie"))
+		return nil
+	}
+	res, err = client.Get("https://coopr.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("UI over HTTPS: %d", res.StatusCode)
+	}
+	if c := cookie(res); !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+		t.Errorf("affinity cookie over TLS: %q, want Secure; HttpOnly; SameSite=Lax", res.Header.Values("Set-Cookie"))
+	}
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/", nil)
+	req.Host = "coopr.example.com"
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if c := cookie(res); c.Secure {
+		t.Errorf("affinity cookie over plain HTTP is Secure: %q", res.Header.Values("Set-Cookie"))
+	}
+
+	// Without redirect_http, plain HTTP keeps proxying; a name the
+	// certificate does not cover gets no certificate.
+	if res.StatusCode != 200 {
+		t.Errorf("plain HTTP without redirect_http: %d", res.StatusCode)
+	}
+	if err := handshake(httpsAddr, "evil.example.test", roots); err == nil {
+		t.Error("a TLS handshake for a name no certificate covers succeeded")
+	}
+}
+
+// TestTLSACMEFromPebble lets the binary obtain its certificates by itself
+// from Pebble, an ACME server started in this process on loopback, over
+// HTTP-01 on the plain listener (which redirects everything else to HTTPS).
+// Pebble's validation can reach only the plain listener: its TLS-ALPN-01
+// port is the plain one too, so a TLS-ALPN-01 attempt fails and only
+// HTTP-01 can succeed.
+func TestTLSACMEFromPebble(t *testing.T) {
+	t.Parallel()
+	fleet := startFleet(t)
+	var pb *pebbleServer
+	var storage string
+	g, httpAddr, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
+		_, httpPort, _ := net.SplitHostPort(httpAddr)
+		vaHTTP, _ := strconv.Atoi(httpPort)
+		pb, storage = startPebble(t, vaHTTP, vaHTTP), t.TempDir()
+		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf(`tls:
+  redirect_http: true
+  acme:
+    email: ops@coopr.example.com
+    ca: %q
+    ca_root: %q
+    storage: %q
+    on_demand: true
+`, pb.dirURL, pb.caRoot, storage)), httpsAddr)
+	})
+
+	// Certificates are obtained ahead of use, with no handshake asking:
+	// wait for both services' names to land in the configured storage.
+	names := []string{"api.coopr.example.com", "coopr.example.com"}
+	eventually(t, 90*time.Second, "certificates from Pebble in tls.acme.storage", func() bool {
+		for _, n := range names {
+			if m, _ := filepath.Glob(filepath.Join(storage, "certificates", "*", n, n+".crt")); len(m) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// certmagic logs each challenge answer; the plain listener answered them.
+	if logs := g.stderr.String(); !strings.Contains(logs, "served key authentication") || !strings.Contains(logs, "http-01") {
+		t.Errorf("coopr-gslb did not log serving an HTTP-01 challenge:\n%s", logs)
+	}
+
+	client := httpsClient(pb.root, httpsAddr)
+	// The listener may still be loading the stored certificate; give it a
+	// moment, bounded.
+	eventually(t, 10*time.Second, "HTTPS handshake with Pebble's certificate", func() bool {
+		return handshake(httpsAddr, "api.coopr.example.com", pb.root) == nil
+	})
+	if dc := echoOverHTTPS(t, client, "api.coopr.example.com"); dc != "east" {
+		t.Errorf("HTTPS API request served by %q, want east", dc)
+	}
+	res, err := client.Get("https://coopr.example.com/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.ProtoMajor != 2 {
+		t.Fatalf("UI over HTTPS: %d over %s", res.StatusCode, res.Proto)
+	}
+	leaf := res.TLS.PeerCertificates[0]
+	if err := leaf.VerifyHostname("coopr.example.com"); err != nil || leaf.Issuer.CommonName == "" || !strings.Contains(leaf.Issuer.CommonName, "Pebble") {
+		t.Errorf("UI certificate for %v issued by %q (%v), want Pebble's", leaf.DNSNames, leaf.Issuer.CommonName, err)
+	}
+	if sc := res.Header.Get("Set-Cookie"); !strings.Contains(sc, "Secure") {
+		t.Errorf("affinity cookie over TLS lacks Secure: %q", sc)
+	}
+
+	// A name no service claims gets no certificate, and on-demand issuance
+	// does not even ask Pebble for one.
+	before := pb.orders.Load()
+	if err := handshake(httpsAddr, "evil.example.test", pb.root); err == nil {
+		t.Error("a certificate was served for a name no service claims")
+	}
+	if _, err := client.Get("https://unclaimed.coopr.example.com/"); err == nil {
+		t.Error("an HTTPS request for an unclaimed name under the zone succeeded")
+	}
+	if after := pb.orders.Load(); after != before {
+		t.Errorf("%d certificates ordered from Pebble for unclaimed SNIs", after-before)
+	}
+
+	// Plain HTTP redirects to HTTPS for claimed hosts (the challenges above
+	// were answered on this same listener), and refuses other hosts rather
+	// than redirecting them.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 10 * time.Second}
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/v2/clusters?x=1", nil)
+	req.Host = "api.coopr.example.com"
+	res, err = noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
+	want := "https://api.coopr.example.com:" + httpsPort + "/v2/clusters?x=1"
+	if res.StatusCode != http.StatusPermanentRedirect || res.Header.Get("Location") != want {
+		t.Errorf("plain HTTP: %d to %q, want 308 to %q", res.StatusCode, res.Header.Get("Location"), want)
+	}
+	req.Host = "evil.example.test"
+	res, err = noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusMisdirectedRequest && res.StatusCode != http.StatusNotFound {
+		t.Errorf("plain HTTP for an unclaimed host: %d, want 421 or 404 (no open redirect)", res.StatusCode)
+	}
+}
+
+// errPortTaken says another process bound a port between freePort and the
+// binary's own bind.
+var errPortTaken = errors.New("a chosen port was taken before coopr-gslb bound it")
+
+// startTLSGSLB starts coopr-gslb on a config that render makes for fresh
+// loopback addresses (admin, plain HTTP, TLS), and waits until it is ready.
+// An address freePort returns is free when chosen, but while the tests run
+// in parallel another process (a probe's outgoing connection, a listener on
+// port 0) may take it before the binary binds it; the binary then exits at
+// once saying so, and this tries again with new addresses, at most 3 times.
+func startTLSGSLB(t *testing.T, render func(admin, httpAddr, httpsAddr string) string) (g *gslb, httpAddr, httpsAddr string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		admin := freePort(t)
+		httpAddr, httpsAddr = freePort(t), freePort(t)
+		cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(cfgPath, []byte(render(admin, httpAddr, httpsAddr)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		g, err := tryStartGSLB(t, cfgPath, admin)
+		if err == nil {
+			return g, httpAddr, httpsAddr
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; choosing other ports", attempt, err)
+	}
+}
+
+// tryStartGSLB is startGSLBFile that returns errPortTaken, rather than
+// failing the test, when the process exits before it is ready because an
+// address was in use.
+func tryStartGSLB(t *testing.T, cfgPath, admin string) (*gslb, error) {
+	t.Helper()
+	g := &gslb{t: t, stderr: &syncBuffer{}, stdout: &syncBuffer{}, stateLog: filepath.Join(t.TempDir(), "state.jsonl"), admin: admin, done: make(chan struct{}), cfgPath: cfgPath}
+	g.cmd = exec.Command(binary, "run", "-config", cfgPath, "-state-log", g.stateLog)
+	g.cmd.Stdout, g.cmd.Stderr = g.stdout, g.stderr
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.cmd.Wait(); close(g.done) }()
+	t.Cleanup(g.stop)
+	const limit = 15 * time.Second
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case <-g.done:
+			if logs := g.stderr.String(); strings.Contains(logs, "address already in use") {
+				lines := strings.Split(strings.TrimSpace(logs), "\n")
+				return nil, fmt.Errorf("%w: %s", errPortTaken, lines[len(lines)-1])
+			}
+			t.Fatalf("coopr-gslb exited early:\n%s", g.stderr.String())
+		default:
+		}
+		if resp, err := http.Get("http://" + admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return g, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("coopr-gslb not ready after %s:\n%s", limit, g.stderr.String())
+	return nil, nil
+}
+
+// writeCAAndLeaf makes a private CA and a leaf certificate for names that it
+// signs, writes the leaf and its key as PEM files in dir, and returns a
+// pool that trusts the CA.
+func writeCAAndLeaf(t *testing.T, dir string, names ...string) (roots *x509.CertPool, certFile, keyFile string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "coopr-gslb e2e test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "leaf.pem"), filepath.Join(dir, "leaf-key.pem")
+	writePEM(t, certFile, "CERTIFICATE", leafDER)
+	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+	roots = x509.NewCertPool()
+	roots.AddCert(caCert)
+	return roots, certFile, keyFile
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pebbleServer is Pebble, Let's Encrypt's ACME test server, in this process.
+type pebbleServer struct {
+	dirURL string         // the ACME directory
+	caRoot string         // PEM file of the root that signs Pebble's own HTTPS certificate
+	root   *x509.CertPool // the root that signs the certificates Pebble issues
+	orders atomic.Int64   // new orders received
+}
+
+// pebbleEnv sets the variables Pebble reads when it is built: no random
+// sleeps before validating, no deliberately rejected nonces, and a fresh
+// authorization per order. Process-wide, so set once; parallel tests cannot
+// use t.Setenv.
+var pebbleEnv sync.Once
+
+// startPebble starts Pebble on loopback. Its validation authority connects
+// to 127.0.0.1:httpPort for HTTP-01 and 127.0.0.1:tlsPort for TLS-ALPN-01:
+// every name resolves to 127.0.0.1 through a DNS stub on loopback.
+func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
+	t.Helper()
+	pebbleEnv.Do(func() {
+		os.Setenv("PEBBLE_VA_NOSLEEP", "1")
+		os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+		os.Setenv("PEBBLE_AUTHZREUSE", "0")
+	})
+	// Pebble's goroutines may log after the test ends, so not to t.Log.
+	logger := log.New(io.Discard, "", 0)
+	if testing.Verbose() {
+		logger = log.New(os.Stderr, "pebble ", log.Lmicroseconds)
+	}
+	store := db.NewMemoryStore()
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	validator := va.New(logger, httpPort, tlsPort, false, startLoopbackDNS(t), store)
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
+	pb := &pebbleServer{}
+	acme := front.Handler()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/order-plz" {
+			pb.orders.Add(1)
+		}
+		acme.ServeHTTP(w, r)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	pb.caRoot = filepath.Join(t.TempDir(), "acme-server-root.pem")
+	writePEM(t, pb.caRoot, "CERTIFICATE", srv.Certificate().Raw)
+	pb.root = x509.NewCertPool()
+	pb.root.AddCert(authority.GetRootCert(0).Cert)
+	pb.dirURL = srv.URL + wfe.DirectoryPath
+	return pb
+}
+
+// startLoopbackDNS answers every A query with 127.0.0.1, over TCP as
+// Pebble's validation authority asks, and returns its address.
+func startLoopbackDNS(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{Listener: ln, NotifyStartedFunc: func() { close(started) }, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
+				A:   net.IPv4(127, 0, 0, 1),
+			})
+		}
+		_ = w.WriteMsg(m)
+	})}
+	served := make(chan error, 1)
+	go func() { served <- srv.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-served:
+		t.Fatalf("DNS stub: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("DNS stub did not start")
+	}
+	t.Cleanup(func() {
+		if err := srv.Shutdown(); err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Logf("DNS stub shutdown: %v", err)
+		}
+		<-served
+	})
+	return ln.Addr().String()
+}
