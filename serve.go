@@ -131,7 +131,14 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 		return nil
 	}
 
-	fronts, err := startFrontDoors(frontDoorDeps{cfg: cfg, snapshot: engine.Snapshot, reg: reg, log: log})
+	fronts, err := startFrontDoors(frontDoorDeps{
+		cfg: cfg, snapshot: engine.Snapshot, reg: reg, log: log,
+		// What the proxy learns from failed requests reaches the shared health
+		// view, so DNS moves as fast as the proxy; active probes confirm it.
+		passive: func(dc, service, endpoint string, failure bool, reason string) {
+			checker.ReportPassive(dc+"/"+service+"/"+endpoint, failure, reason)
+		},
+	})
 	if err != nil {
 		return err
 	}

@@ -31,11 +31,12 @@ const RecentChange = 60 * time.Second
 
 // Detection returns the worst-case time for a check to declare a failed
 // endpoint down: a full interval until the next probe, the probes until
-// fall (fast_interval apart when set), and the last probe's timeout.
+// fall (fast_interval apart when set, but a probe cannot start before the
+// previous one times out), and the last probe's timeout.
 func (c Check) Detection() time.Duration {
 	step := c.Interval.D()
 	if c.FastInterval > 0 {
-		step = c.FastInterval.D()
+		step = max(c.FastInterval.D(), c.Timeout.D())
 	}
 	return c.Interval.D() + time.Duration(max(c.Fall-1, 0))*step + c.Timeout.D()
 }

@@ -263,6 +263,9 @@ func TestCheckerStaggersWithinInterval(t *testing.T) {
 			if phase < 0 || phase >= interval {
 				t.Errorf("%s: second probe at %v, want within the first interval", tg.ID, phase)
 			}
+			if phase%phaseGrain != 0 {
+				t.Errorf("%s: phase %v is not a multiple of %v, so its probes start alone", tg.ID, phase, phaseGrain)
+			}
 			for i := 2; i < len(calls); i++ {
 				if d := calls[i].Sub(calls[i-1]); d != interval {
 					t.Errorf("%s: probes %d and %d are %v apart, want %v", tg.ID, i-1, i, d, interval)

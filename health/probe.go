@@ -1,6 +1,7 @@
 package health
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -8,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -17,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
 )
@@ -60,22 +65,31 @@ const (
 // request and judge its status and body; "tcp" checks only connect. Each probe
 // is bounded by the check's timeout (config.DefaultTimeout if zero) and by ctx.
 //
-// NetProber builds one http.Client per distinct TLS setting and keeps it, so a
+// An HTTP probe is one connection carrying one request, written with
+// (*http.Request).Write and read with http.ReadResponse, with no
+// http.Transport: it would spend two goroutines and its pool bookkeeping on
+// every connection, most of a probe's cost when connections are never reused.
+// (They must not be: a dead server must not hide behind a pooled
+// connection.) As with the Transport the probes used before, redirects are
+// not followed, responses are not decompressed (ExpectBody is matched against
+// the bytes sent), no proxy is used and failures are worded the same.
+//
+// NetProber builds one tls.Config per distinct TLS setting and keeps it, so a
 // check's CA file is read once, when the first probe needs it; a new NetProber
-// reads it again. Connections are never reused: a dead server must not hide
-// behind a pooled connection. The zero value is ready to use; a NetProber is
-// safe for concurrent use and must not be copied after first use.
+// reads it again. The zero value is ready to use; a NetProber is safe for
+// concurrent use and must not be copied after first use.
 type NetProber struct {
 	mu      sync.Mutex
-	clients map[clientKey]*http.Client
+	configs map[tlsKey]*tls.Config
+	roots   map[string]*x509.CertPool // by CA file
 }
 
 var _ Prober = (*NetProber)(nil)
 
-// clientKey is what distinguishes one http.Client from another: the TLS
-// settings. Every plain-http check shares the zero key.
-type clientKey struct {
-	https      bool
+// tlsKey is what distinguishes one tls.Config from another. serverName is the
+// name the certificate is checked against, so it is always set: for a check
+// that names none, it is the endpoint's host, as net/http would use.
+type tlsKey struct {
 	serverName string
 	caFile     string
 	skipVerify bool
@@ -86,7 +100,21 @@ type probeError string
 
 func (e probeError) Error() string { return string(e) }
 
-var bufPool = sync.Pool{New: func() any { return new([maxBody]byte) }}
+// probeBufs is the memory one HTTP probe reads and writes through. Pooling it
+// makes a probe's buffers free after the first few.
+type probeBufs struct {
+	limit io.LimitedReader // bounds the response headers
+	r     *bufio.Reader
+	w     *bufio.Writer
+	body  [maxBody]byte
+}
+
+var bufPool = sync.Pool{New: func() any {
+	b := new(probeBufs)
+	b.r = bufio.NewReaderSize(nil, 4<<10)
+	b.w = bufio.NewWriterSize(nil, 1<<10)
+	return b
+}}
 
 // Probe probes t once and describes the outcome.
 func (p *NetProber) Probe(ctx context.Context, t Target) Result {
@@ -94,14 +122,20 @@ func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 	if timeout <= 0 {
 		timeout = config.DefaultTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
 	start := time.Now()
+	deadline := start.Add(timeout)
+	if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+		deadline = d // the Checker's; a context of our own would add nothing
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+
 	var err error
 	switch t.Check.Type {
 	case "http", "https", "":
-		err = p.probeHTTP(ctx, t)
+		err = p.probeHTTP(ctx, t, deadline)
 	case "tcp":
 		err = probeTCP(ctx, t.Endpoint)
 	default:
@@ -118,33 +152,12 @@ func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 
 var dialer = net.Dialer{KeepAlive: -1} // probe connections live for one request
 
-// deadlineKey carries a probe's deadline to dialContext.
-type deadlineKey struct{}
-
-// dialContext dials for the probe transports. net/http detaches a dial from
-// its request's cancellation (so the connection may serve a later request),
-// which would let a dial to a black hole, or a TLS handshake with a server
-// that never answers, outlive the probe for minutes. A probe's connection
-// serves no other request, so the dial and the connection are bounded by the
-// probe's deadline, carried as a context value because values survive the
-// detaching.
-func dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	deadline, ok := ctx.Value(deadlineKey{}).(time.Time)
-	if !ok {
-		return dialer.DialContext(ctx, network, addr)
-	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	conn, err := dialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	conn.SetDeadline(deadline) // bounds the TLS handshake and every read and write
-	return conn, nil
-}
+// aLongTimeAgo is a deadline in the past: setting it on a connection makes
+// every blocked read and write on it return at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func probeTCP(ctx context.Context, endpoint string) error {
-	conn, err := dialer.DialContext(ctx, "tcp", endpoint)
+	conn, err := dial(ctx, endpoint)
 	if err != nil {
 		return err
 	}
@@ -152,12 +165,119 @@ func probeTCP(ctx context.Context, endpoint string) error {
 	return nil
 }
 
-func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
+// dial connects to addr, skipping the resolver when it is an IP address and
+// port, as endpoints mostly are.
+func dial(ctx context.Context, addr string) (net.Conn, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
+	}
+	return dialer.DialContext(ctx, "tcp", addr)
+}
+
+// probeHTTP sends t's request and judges the response. The connection, and
+// with it the TLS handshake and every read and write, is bounded by deadline
+// (ctx's own) and cut short if ctx is cancelled earlier.
+func (p *NetProber) probeHTTP(ctx context.Context, t Target, deadline time.Time) error {
 	c := &t.Check
-	client, err := p.client(t)
+	req, err := newRequest(t)
 	if err != nil {
 		return err
 	}
+	var conf *tls.Config
+	if c.Type == "https" {
+		if conf, err = p.tlsConfig(t); err != nil {
+			return err
+		}
+	}
+
+	raw, err := dial(ctx, dialAddr(req.URL))
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	raw.SetDeadline(deadline)
+	// A deadline does not see cancellation (Run's shutdown); this does.
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
+	defer stop()
+
+	conn := raw
+	if conf != nil {
+		tc := tls.Client(raw, conf)
+		if err := tc.Handshake(); err != nil {
+			return err
+		}
+		conn = tc
+	}
+
+	b := bufPool.Get().(*probeBufs)
+	defer func() {
+		b.limit.R = nil
+		b.r.Reset(nil)
+		b.w.Reset(nil)
+		bufPool.Put(b)
+	}()
+	b.w.Reset(conn)
+	if err := req.Write(b.w); err != nil {
+		return err
+	}
+	if err := b.w.Flush(); err != nil {
+		return err
+	}
+
+	resp, err := readResponse(b, conn, req)
+	if err != nil {
+		return err
+	}
+	if !statusOK(resp.StatusCode, c.ExpectStatus) {
+		return probeError("status " + strconv.Itoa(resp.StatusCode) + ", want " + wantStatus(c.ExpectStatus))
+	}
+	if c.ExpectBody == "" {
+		return nil
+	}
+	n, err := io.ReadFull(resp.Body, b.body[:])
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return err
+	}
+	if !bytes.Contains(b.body[:n], []byte(c.ExpectBody)) {
+		return probeError(fmt.Sprintf("body lacks %q", c.ExpectBody))
+	}
+	return nil
+}
+
+// readResponse reads the final response to req from conn, skipping
+// informational (1xx) ones as net/http's Transport does, with all their
+// headers together bounded by maxHeaderBytes. The body reads from b and is
+// not bounded; the caller bounds it.
+func readResponse(b *probeBufs, conn net.Conn, req *http.Request) (*http.Response, error) {
+	b.limit = io.LimitedReader{R: conn, N: maxHeaderBytes}
+	b.r.Reset(&b.limit)
+	for {
+		resp, err := http.ReadResponse(b.r, req)
+		if err != nil {
+			if b.limit.N <= 0 {
+				err = fmt.Errorf("net/http: server response headers exceeded %d bytes; aborted", maxHeaderBytes)
+			}
+			// The words net/http's Transport used, so that reasons (and
+			// alerts on them) read as they did before probes bypassed it.
+			return nil, fmt.Errorf("net/http: HTTP/1.x transport connection broken: %w", err)
+		}
+		code := resp.StatusCode
+		if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+			continue
+		}
+		b.limit.N = math.MaxInt64
+		if code == http.StatusSwitchingProtocols {
+			// What follows is the new protocol's, as Transport hands it over.
+			resp.Body = io.NopCloser(b.r)
+		}
+		return resp, nil
+	}
+}
+
+// newRequest builds t's request. It checks what net/http's Transport would
+// check before sending, with the same words.
+func newRequest(t Target) (*http.Request, error) {
+	c := &t.Check
 	scheme := "http://"
 	if c.Type == "https" {
 		scheme = "https://"
@@ -170,46 +290,45 @@ func (p *NetProber) probeHTTP(ctx context.Context, t Target) error {
 	if method == "" {
 		method = http.MethodGet
 	}
-	if deadline, ok := ctx.Deadline(); ok {
-		ctx = context.WithValue(ctx, deadlineKey{}, deadline)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, scheme+t.Endpoint+path, nil)
+	req, err := http.NewRequest(method, scheme+t.Endpoint+path, nil)
 	if err != nil {
-		return probeError("bad request: " + err.Error())
+		return nil, probeError("bad request: " + err.Error())
 	}
+	if req.URL.Host == "" {
+		return nil, errors.New("http: no Host in request URL")
+	}
+	req.Close = true // "Connection: close"; the connection serves this request only
 	req.Header.Set("User-Agent", userAgent)
 	for k, v := range c.Headers {
 		if strings.EqualFold(k, "Host") {
 			req.Host = v // net/http ignores a Host entry in Header
 			continue
 		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			return nil, fmt.Errorf("net/http: invalid header field name %q", k)
+		}
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return nil, fmt.Errorf("net/http: invalid header field value for %q", k)
+		}
 		req.Header.Set(k, v)
 	}
 	if c.Host != "" {
 		req.Host = c.Host
 	}
+	return req, nil
+}
 
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
+// dialAddr is the address to connect to for u: its host and port, the
+// scheme's port if it has none.
+func dialAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
 	}
-	defer resp.Body.Close()
-	if !statusOK(resp.StatusCode, c.ExpectStatus) {
-		return probeError("status " + strconv.Itoa(resp.StatusCode) + ", want " + wantStatus(c.ExpectStatus))
+	port := "80"
+	if u.Scheme == "https" {
+		port = "443"
 	}
-	if c.ExpectBody == "" {
-		return nil
-	}
-	buf := bufPool.Get().(*[maxBody]byte)
-	defer bufPool.Put(buf)
-	n, err := io.ReadFull(resp.Body, buf[:])
-	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return err
-	}
-	if !bytes.Contains(buf[:n], []byte(c.ExpectBody)) {
-		return probeError(fmt.Sprintf("body lacks %q", c.ExpectBody))
-	}
-	return nil
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 func statusOK(code int, want []int) bool {
@@ -243,48 +362,65 @@ func wantStatus(want []int) string {
 	return b.String()
 }
 
-// CloseIdleConnections abandons the dials that probes cut short left behind
-// (each would otherwise end by itself at its probe's deadline). The Checker
-// calls it when Run returns if it created the NetProber itself.
-func (p *NetProber) CloseIdleConnections() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, cl := range p.clients {
-		cl.CloseIdleConnections()
-	}
-}
-
-// client returns the http.Client for t's TLS settings, building it on first use.
-func (p *NetProber) client(t Target) (*http.Client, error) {
-	var key clientKey
-	if t.Check.Type == "https" {
-		key = clientKey{
-			https:      true,
-			serverName: serverName(t.Check),
-			caFile:     t.Check.CAFile,
-			skipVerify: t.Check.SkipVerify,
+// tlsConfig returns the tls.Config for t's TLS settings, building it on first use.
+func (p *NetProber) tlsConfig(t Target) (*tls.Config, error) {
+	key := tlsKey{serverName: serverName(t.Check), caFile: t.Check.CAFile, skipVerify: t.Check.SkipVerify}
+	if key.serverName == "" {
+		host, _, err := net.SplitHostPort(t.Endpoint)
+		if err != nil {
+			host = t.Endpoint
 		}
+		key.serverName = host
 	}
-	// Building a client (and reading a CA file) happens once per key, so
+	// Building a config (and reading a CA file) happens once per key, so
 	// doing it under the lock costs nothing in the steady state.
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if cl := p.clients[key]; cl != nil {
-		return cl, nil
+	if conf := p.configs[key]; conf != nil {
+		return conf, nil
 	}
-	cl, err := newClient(key)
+	conf := &tls.Config{
+		ServerName:         key.serverName,
+		InsecureSkipVerify: key.skipVerify,
+		MinVersion:         tls.VersionTLS12,
+	}
+	if key.caFile != "" {
+		pool, err := p.rootsLocked(key.caFile)
+		if err != nil {
+			return nil, err // not cached: a fixed CA file is picked up by the next probe
+		}
+		conf.RootCAs = pool
+	}
+	if p.configs == nil {
+		p.configs = make(map[tlsKey]*tls.Config)
+	}
+	p.configs[key] = conf
+	return conf, nil
+}
+
+// rootsLocked returns the certificates of a CA file, reading it on first use.
+// p.mu must be held.
+func (p *NetProber) rootsLocked(file string) (*x509.CertPool, error) {
+	if pool := p.roots[file]; pool != nil {
+		return pool, nil
+	}
+	pem, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err // not cached: a fixed CA file is picked up by the next probe
+		return nil, probeError("TLS: CA file: " + err.Error())
 	}
-	if p.clients == nil {
-		p.clients = make(map[clientKey]*http.Client)
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, probeError("TLS: CA file " + file + " holds no PEM certificate")
 	}
-	p.clients[key] = cl
-	return cl, nil
+	if p.roots == nil {
+		p.roots = make(map[string]*x509.CertPool)
+	}
+	p.roots[file] = pool
+	return pool, nil
 }
 
 // serverName is the name a TLS certificate must be valid for: the configured
-// one, else the Host header's, else "" (net/http then uses the endpoint's host).
+// one, else the Host header's, else "" (the endpoint's host).
 func serverName(c config.Check) string {
 	if c.TLSServerName != "" {
 		return c.TLSServerName
@@ -293,40 +429,6 @@ func serverName(c config.Check) string {
 		return host
 	}
 	return c.Host
-}
-
-func newClient(key clientKey) (*http.Client, error) {
-	tr := &http.Transport{
-		Proxy:                  nil, // never from the environment
-		DialContext:            dialContext,
-		DisableKeepAlives:      true,
-		DisableCompression:     true, // ExpectBody is matched against the bytes sent
-		MaxResponseHeaderBytes: maxHeaderBytes,
-	}
-	if key.https {
-		conf := &tls.Config{
-			ServerName:         key.serverName,
-			InsecureSkipVerify: key.skipVerify,
-			MinVersion:         tls.VersionTLS12,
-		}
-		if key.caFile != "" {
-			pem, err := os.ReadFile(key.caFile)
-			if err != nil {
-				return nil, probeError("TLS: CA file: " + err.Error())
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, probeError("TLS: CA file " + key.caFile + " holds no PEM certificate")
-			}
-			conf.RootCAs = pool
-		}
-		tr.TLSClientConfig = conf
-	}
-	return &http.Client{
-		Transport: tr,
-		// A redirect is an answer like any other, judged by its status.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}, nil
 }
 
 // describe turns a probe error into words, and says whether it is hard.

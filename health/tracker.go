@@ -20,6 +20,18 @@ type Status struct {
 	// failure that made it go down. It is "" while the endpoint is up, and is
 	// not rewritten by later failures; Last.Err holds the latest one.
 	Reason string
+	// Passive is the latest passive report (see Checker.ReportPassive), or
+	// the zero Passive if there was none.
+	Passive Passive
+}
+
+// Passive is what traffic, rather than a probe, saw of an endpoint: requests
+// to it failed until it was taken out of rotation (Failure, with Reason
+// saying why), or it served a request again.
+type Passive struct {
+	Failure bool
+	Reason  string
+	At      time.Time
 }
 
 // Transition reports one change of Up, or the first result of an endpoint
@@ -68,6 +80,36 @@ func (t *Tracker) Observe(r Result, rise, fall int) (changed bool) {
 		s.Reason = reason(r)
 	}
 	return true
+}
+
+// ObservePassive records a passive report and reports whether Up changed.
+// A failure takes an up endpoint down at once, with p.Reason (or "passive
+// failure") as its Reason, and restarts its count of successes, so that
+// coming back takes rise successful probes. Any other report is only noted in
+// Status.Passive: a success never brings an endpoint up, and a failure of one
+// already down does not hold it down.
+func (t *Tracker) ObservePassive(p Passive) (changed bool) {
+	s := &t.s
+	s.Passive = p
+	if !p.Failure || !s.Up {
+		return false
+	}
+	s.Up = false
+	s.ConsecutiveOK = 0
+	s.Since = p.At
+	s.Reason = p.Reason
+	if s.Reason == "" {
+		s.Reason = "passive failure"
+	}
+	return true
+}
+
+// InDoubt reports whether the latest probe disagrees with the state: an up
+// endpoint failed it, or a down one passed it. It stays so until a probe
+// agrees or rise or fall changes the state.
+func (t *Tracker) InDoubt() bool {
+	s := &t.s
+	return s.Probed && (s.Up && s.ConsecutiveFail > 0 || !s.Up && s.ConsecutiveOK > 0)
 }
 
 // Status returns the tracked state. Its Target is zero; the Checker fills it.

@@ -102,3 +102,59 @@ func TestTrackerObserveAllocs(t *testing.T) {
 		t.Errorf("Observe allocates %v times per run, want 0", allocs)
 	}
 }
+
+func TestTrackerPassive(t *testing.T) {
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	// seq is the inputs in order: 'o' and 'x' probes, 'P' a passive failure,
+	// 'p' a passive success; up is the state after each, changed marks the
+	// steps that report a change, doubt those after which InDoubt holds.
+	tests := []struct {
+		name                    string
+		rise, fall              int
+		seq, up, changed, doubt string
+	}{
+		{"failure takes an up endpoint down", 2, 3, "oPoo", "UDDU", "CC.C", "..D."},
+		{"and restarts its count of successes", 3, 3, "oooPooo", "UUUDDDU", "C..C..C", "....DD."},
+		{"failure of a down endpoint changes nothing", 2, 3, "xPoo", "DDDU", "C..C", "..D."},
+		{"before the first probe it changes nothing", 2, 3, "Po", "-U", ".C", ".."},
+		{"success never brings it up", 2, 3, "oPpppo", "UDDDDD", "CC....", ".....D"},
+		{"failing probes after it keep it down", 2, 3, "oPxxoo", "UDDDDU", "CC...C", "....D."},
+		{"an up endpoint in doubt goes down at once", 2, 3, "oxP", "UUD", "C.C", ".D."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tr Tracker
+			for i, c := range tt.seq {
+				at := t0.Add(time.Duration(i) * time.Second)
+				var changed bool
+				switch c {
+				case 'o', 'x':
+					changed = tr.Observe(Result{OK: c == 'o', Err: map[rune]string{'x': "connection refused"}[c], At: at}, tt.rise, tt.fall)
+				case 'P', 'p':
+					changed = tr.ObservePassive(Passive{Failure: c == 'P', Reason: "refused (passive)", At: at})
+					if s := tr.Status(); s.Passive.At != at || s.Passive.Failure != (c == 'P') {
+						t.Errorf("step %d: Passive = %+v, not noted", i, s.Passive)
+					}
+				}
+				s := tr.Status()
+				if want := tt.up[i]; want != '-' && s.Up != (want == 'U') {
+					t.Errorf("step %d (%c): Up = %v, want %c", i, c, s.Up, want)
+				}
+				if changed != (tt.changed[i] == 'C') {
+					t.Errorf("step %d (%c): changed = %v", i, c, changed)
+				}
+				if tr.InDoubt() != (tt.doubt[i] == 'D') {
+					t.Errorf("step %d (%c): InDoubt = %v", i, c, tr.InDoubt())
+				}
+				if c == 'P' && changed && (s.Reason != "refused (passive)" || !s.Since.Equal(at) || s.ConsecutiveOK != 0) {
+					t.Errorf("step %d: status after a passive failure = %+v", i, s)
+				}
+			}
+		})
+	}
+	var tr Tracker
+	tr.Observe(Result{OK: true}, 2, 3)
+	if tr.ObservePassive(Passive{Failure: true}); tr.Status().Reason != "passive failure" {
+		t.Errorf("Reason without words = %q, want \"passive failure\"", tr.Status().Reason)
+	}
+}

@@ -27,10 +27,10 @@ listen: {dns: ""}
 		ttl           uint32
 		worst, reason string
 	}{
-		// detection = 1s + 2 x 200ms + 800ms = 2.2s
-		{"0s", 30, "32.2s", "dns_ttl"},
-		{"10s", 7, "9.2s", "failover_budget 10s minus detection 2.2s"},
-		{"4s", 5, "7.2s", "failover_budget"}, // floored at MinTTL
+		// detection = 1s + 2 x max(200ms, 800ms) + 800ms = 3.4s
+		{"0s", 30, "33.4s", "dns_ttl"},
+		{"10s", 6, "9.4s", "failover_budget 10s minus detection 3.4s"},
+		{"4s", 5, "8.4s", "failover_budget"}, // floored at MinTTL
 	} {
 		cfg, _, err := config.Parse([]byte(strings.Replace(y, "BUDGET", tc.budget, 1)))
 		if err != nil {
