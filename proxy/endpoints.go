@@ -31,6 +31,9 @@ type endpoint struct {
 	// wasEjected is set by an ejection and cleared by the first success
 	// after it, so that each recovery is reported once.
 	wasEjected atomic.Bool
+
+	// conns are the idle keep-alive connections of the lean client.
+	conns connPool
 }
 
 // endEjectionIfProbedUp ends an ejection when active health checks saw the
@@ -295,6 +298,14 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 		}
 		p.buildShards(sv)
 		v.services[svc] = sv
+	}
+	// An endpoint the reload removed takes no new requests: close its idle
+	// connections, and those its requests in flight give back. Should a
+	// later reload name it again, it gets a new endpoint.
+	for k, ep := range p.store.endpoints {
+		if _, ok := next.endpoints[k]; !ok {
+			ep.conns.reap(time.Time{}, -1, true)
+		}
 	}
 	p.store = next
 	return v

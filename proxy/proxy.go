@@ -70,6 +70,8 @@ type Proxy struct {
 	store  store
 
 	streams streamSet
+	// idleTimeout closes upstream connections idle longer (proxy.idle_timeout).
+	idleTimeout time.Duration
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -99,13 +101,17 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{opts: opts, key: key, metrics: newMetrics(opts.Registerer)}
 	p.unknown = p.metrics.dc(noLabel, noLabel)
 	p.streams.m = map[*stream]struct{}{}
+	p.idleTimeout = snap.Config.Proxy.IdleTimeout.D()
+	// Ordinary requests go over the lean client (upstream.go); the
+	// transport carries what it leaves: upgrades, Expect: 100-continue and
+	// bodies too large to buffer.
 	p.transport = &http.Transport{
 		Proxy:       nil, // never an environment proxy: endpoints are addressed directly
 		DialContext: p.dial,
 		// A keep-alive pool sized for throughput: a busy endpoint should not
 		// pay a dial per request.
 		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   256,
+		MaxIdleConnsPerHost:   maxIdlePerEndpoint,
 		IdleConnTimeout:       snap.Config.Proxy.IdleTimeout.D(),
 		ExpectContinueTimeout: time.Second,
 		// Pass Accept-Encoding and compressed bodies through untouched.
@@ -141,6 +147,11 @@ func (p *Proxy) Close() error {
 		p.wg.Wait()
 		p.streams.closeAll()
 		p.transport.CloseIdleConnections()
+		p.viewMu.Lock()
+		for _, ep := range p.store.endpoints {
+			ep.conns.reap(time.Time{}, -1, true)
+		}
+		p.viewMu.Unlock()
 	})
 	return nil
 }

@@ -197,9 +197,13 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 
 // try sends the request to one endpoint. kind says why the try failed:
 // a transport failure (err set) or a 502/503/504 answer (res set). While try
-// returns a response, ep counts it in flight and st.cancel holds its context.
+// returns a response, ep counts it in flight and st.cancel ends its exchange
+// (cancels its context, or closes its lean connection).
 func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
 	st.tried = append(st.tried, ep)
+	if st.lean(out) {
+		return st.tryLean(out, tv, ep)
+	}
 	a := &st.firstTry
 	if len(st.tried) > 1 {
 		// Earlier tries may still be referenced by transport goroutines:
@@ -230,19 +234,47 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 	if err != nil {
 		ep.inflight.Add(-1)
 		cancel()
-		if st.in.Context().Err() != nil && !a.timedOut() {
-			return nil, failOther, err
-		}
-		kind := classify(err, a)
-		if kind.reachedBackend() {
-			st.reached++
-		}
-		st.p.metrics.upstreamErrors[kind].Inc()
-		st.p.recordFailure(st.v, ep, tv.pool, kind.String())
-		return nil, kind, err
+		return nil, st.failed(err, a, tv, ep), err
 	}
-	st.reached++
 	st.cancel = cancel
+	return st.answered(res, tv, ep)
+}
+
+// tryLean is try over the lean client: the whole exchange runs on this
+// goroutine, and the try's timeout is a deadline on the connection.
+func (st *reqState) tryLean(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
+	// Nothing outlives a lean try but its answer: the attempt, the URL and
+	// the body can be reused.
+	a := &st.firstTry
+	a.phase.Store(phaseWaiting)
+	out.URL.Host = ep.addr
+	ep.inflight.Add(1)
+	res, abort, err := st.leanRoundTrip(out, ep, a, st.tryTimeout())
+	if err != nil {
+		ep.inflight.Add(-1)
+		return nil, st.failed(err, a, tv, ep), err
+	}
+	st.cancel = abort
+	return st.answered(res, tv, ep)
+}
+
+// failed classifies and records the failure of a try of ep.
+func (st *reqState) failed(err error, a *attempt, tv *targetView, ep *endpoint) failKind {
+	if st.in.Context().Err() != nil && !a.timedOut() {
+		return failOther
+	}
+	kind := classify(err, a)
+	if kind.reachedBackend() {
+		st.reached++
+	}
+	st.p.metrics.upstreamErrors[kind].Inc()
+	st.p.recordFailure(st.v, ep, tv.pool, kind.String())
+	return kind
+}
+
+// answered records an answer from ep and says whether it is worth a retry.
+func (st *reqState) answered(res *http.Response, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
+	st.reached++
 	if res.StatusCode >= 500 {
 		st.p.recordFailure(st.v, ep, tv.pool, "status "+itoa(res.StatusCode))
 	} else {
