@@ -10,6 +10,8 @@
 #   pdns-lua-yes        the same with enable-lua-records=yes (a Lua state per query)
 #   gdnsd               metafo over one multifo per DC, extmon probes running curl
 #   knot                Knot DNS with a static zone: the reference, no health at all
+#   coopr-gslb-base     a second coopr-gslb binary, BASE_BIN (e.g. built before a
+#                       change), added to the contenders when BASE_BIN is set
 #
 # Two simulated Coopr datacenters (bench/internal/simdcs) answer /status.
 # The query mix is 60% GSLB names, 20% static names, 20% NXDOMAIN. Absolute
@@ -23,6 +25,7 @@
 #   CLIENTS=4       dnsperf clients (-c)
 #   CONTENDERS="knot coopr-gslb pdns-lua-shared pdns-lua-yes gdnsd"
 #   GSLB_BIN=path   use this binary instead of building the repository's
+#   BASE_BIN=path   also measure this coopr-gslb binary, as coopr-gslb-base
 #   KEEP_TMP=1      keep the working directory (configs, logs, dnsperf output)
 set -euo pipefail
 
@@ -30,13 +33,16 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-4}
 CONTENDERS=${CONTENDERS:-"knot coopr-gslb pdns-lua-shared pdns-lua-yes gdnsd"}
+if [[ -n ${BASE_BIN:-} && " $CONTENDERS " != *" coopr-gslb-base "* ]]; then
+	CONTENDERS+=" coopr-gslb-base"
+fi
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/coopr-dnsbench.XXXXXX")
 
 ZONE=gslb.example.com
 DC1=127.0.0.1:18081
 DC2=127.0.0.1:18082
-declare -A PORT=([coopr-gslb]=15301 [pdns-lua-shared]=15302 [pdns-lua-yes]=15303 [gdnsd]=15304 [knot]=15305)
+declare -A PORT=([coopr-gslb]=15301 [pdns-lua-shared]=15302 [pdns-lua-yes]=15303 [gdnsd]=15304 [knot]=15305 [coopr-gslb-base]=15306)
 
 PIDS=()
 POLICY_CREATED=0
@@ -127,15 +133,17 @@ write_queries() {
 	done >"$TMP/queries.txt"
 }
 
+# setup_coopr_gslb runs coopr-gslb as contender NAME from BIN (built from
+# the repository if empty).
 setup_coopr_gslb() {
-	local bin=${GSLB_BIN:-}
+	local name=$1 bin=$2
 	if [[ -z $bin ]]; then
 		(cd "$REPO" && go build -o "$TMP/coopr-gslb" .) || die "building coopr-gslb failed"
 		bin=$TMP/coopr-gslb
 	fi
-	cat >"$TMP/gslb.yaml" <<EOF
+	cat >"$TMP/$name.yaml" <<EOF
 listen:
-  dns: "127.0.0.1:${PORT[coopr-gslb]}"
+  dns: "127.0.0.1:${PORT[$name]}"
   http: ""
   admin: ""
 health:
@@ -163,7 +171,7 @@ dns:
     - 'static 300 IN A 192.0.2.10'
     - 'txt 300 IN TXT "static record"'
 EOF
-	start coopr-gslb "$bin" run -config "$TMP/gslb.yaml"
+	start "$name" "$bin" run -config "$TMP/$name.yaml"
 }
 
 # setup_pdns runs PowerDNS with LUA records in the given mode (yes|shared).
@@ -293,7 +301,11 @@ main() {
 	local name
 	for name in $CONTENDERS; do
 		case $name in
-		coopr-gslb) setup_coopr_gslb ;;
+		coopr-gslb) setup_coopr_gslb coopr-gslb "${GSLB_BIN:-}" ;;
+		coopr-gslb-base)
+			[[ -n ${BASE_BIN:-} ]] || die "coopr-gslb-base needs BASE_BIN"
+			setup_coopr_gslb coopr-gslb-base "$BASE_BIN"
+			;;
 		pdns-lua-shared) setup_pdns "$name" shared ;;
 		pdns-lua-yes) setup_pdns "$name" yes ;;
 		gdnsd) setup_gdnsd ;;
@@ -312,14 +324,14 @@ main() {
 	((${#live[@]} > 0)) || die "no contender answers"
 	[[ " ${live[*]} " == *" knot "* ]] || log "knot is not running: ratios will be empty"
 
-	log "dnsperf -c $CLIENTS -l $DURATION, $ROUNDS rounds of: ${live[*]}"
+	log "dnsperf -c $CLIENTS -l $DURATION, $ROUNDS rounds of: ${live[*]} (load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs)"
 	declare -A QPS
 	local round qps
 	for ((round = 1; round <= ROUNDS; round++)); do
 		for name in "${live[@]}"; do
 			qps=$(measure "$name" "$round")
 			QPS[$name,$round]=$qps
-			log "round $round: $name $qps q/s"
+			log "round $round: $name $qps q/s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 		done
 	done
 
@@ -347,6 +359,20 @@ main() {
 		row+=$(printf ' | %9.0f q/s  x%-8.2f' "$qps" "$ratio")
 	done
 	echo "$row"
+
+	# Issue 7's targets compare coopr-gslb with its peers, not with Knot:
+	# the median over the rounds of coopr-gslb's ratio to each in the round.
+	if [[ " ${live[*]} " == *" coopr-gslb "* ]]; then
+		echo
+		for name in "${live[@]}"; do
+			[[ $name == coopr-gslb ]] && continue
+			ratio=$(for ((round = 1; round <= ROUNDS; round++)); do
+				awk -v a="${QPS[coopr-gslb,$round]}" -v b="${QPS[$name,$round]}" 'BEGIN { if (b > 0) printf "%.4f\n", a / b }'
+			done | median)
+			printf 'coopr-gslb / %-16s x%.2f (median of the rounds)\n' "$name" "$ratio"
+		done
+	fi
+	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 }
 
 main "$@"

@@ -2,8 +2,12 @@
 // configured zone from the current routing snapshot.
 //
 // A Server serves UDP (on several SO_REUSEPORT sockets) and TCP on one port.
-// Every query reads the routing snapshot it is handed, so a drain or a health
-// change shows in the very next answer. Everything that depends only on the
+// TCP is miekg/dns's server; UDP is a loop of our own (udp.go): a few
+// workers per socket read queries in batches and write the responses in
+// batches (recvmmsg and sendmmsg on Linux), with miekg/dns unpacking and
+// packing, and each worker remembers the queries and responses it saw last
+// (cache.go). Every query reads the routing snapshot it is handed, so a drain
+// or a health change shows in the very next answer. Everything that depends only on the
 // configuration (the zone's SOA, NS, glue and static records, the addresses of
 // every service in every datacenter) is built once per configuration and
 // published atomically; everything that depends on the snapshot (which routing

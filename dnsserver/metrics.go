@@ -114,7 +114,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"action"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "coopr_gslb_dns_query_duration_seconds",
-			Help:    "Time from receiving a parsed query to handing its response to the socket.",
+			Help:    "Time from receiving a query to handing its response to the socket; over UDP, queries read together in one batch are answered and written together, and each is observed with the batch's time.",
 			Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2, 0.1},
 		}, []string{"transport"}),
 		tcpRejected: prometheus.NewCounter(prometheus.CounterOpts{

@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -61,13 +62,18 @@ type Server struct {
 	buildMu sync.Mutex
 	serial  uint32
 
+	// stopping is set, and done closed, when Shutdown begins.
+	stopping atomic.Bool
+	done     chan struct{}
+
 	mu       sync.Mutex // guards the fields below
 	started  bool
 	stopped  bool
-	servers  []*dns.Server
+	udp      []*udpSocket
+	tcp      *dns.Server
 	udpAddr  *net.UDPAddr
 	tcpAddr  *net.TCPAddr
-	wg       sync.WaitGroup // one per dns.Server goroutine
+	wg       sync.WaitGroup // one per UDP worker and one for the TCP server
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -84,7 +90,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, log: opts.Logger, metrics: m, limiter: newLimiter()}
+	s := &Server{opts: opts, log: opts.Logger, metrics: m, limiter: newLimiter(), done: make(chan struct{})}
 	s.pool.New = func() any { return newResponse() }
 	return s, nil
 }
@@ -123,29 +129,42 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	// The sockets are bound, so queries queue until the workers read them.
+	var socks []*udpSocket
+	var workers []*udpWorker
+	for _, pc := range pcs {
+		u, err := newUDPSocket(pc)
+		if err == nil {
+			socks = append(socks, u)
+			for range udpWorkers {
+				var w *udpWorker
+				if w, err = newUDPWorker(s, u); err != nil {
+					break
+				}
+				workers = append(workers, w)
+			}
+		}
+		if err != nil {
+			for _, pc := range pcs {
+				pc.Close()
+			}
+			ln.Close()
+			return err
+		}
+	}
+	s.udp = socks
 	s.udpAddr = pcs[0].LocalAddr().(*net.UDPAddr)
 	s.tcpAddr = ln.Addr().(*net.TCPAddr)
-
-	for _, pc := range pcs {
-		if !s.udpAddr.IP.IsUnspecified() {
-			// Bound to one address, replies leave from it anyway: hide the
-			// *net.UDPConn so miekg reads and writes plain datagrams
-			// instead of carrying each query's destination in control
-			// messages (IP_PKTINFO), which costs allocations and syscall
-			// work per packet. On a wildcard address that is what picks
-			// the right source address for the reply, so it stays.
-			pc = plainPacketConn{pc}
-		}
-		s.servers = append(s.servers, &dns.Server{
-			PacketConn:     pc,
-			Handler:        handler{s, udp},
-			UDPSize:        udpReadSize,
-			MsgAcceptFunc:  s.accept(udp),
-			MsgInvalidFunc: s.invalid(udp),
-		})
+	for _, w := range workers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			w.serve()
+		}()
 	}
+
 	idle := s.settings().idleTimeout
-	s.servers = append(s.servers, &dns.Server{
+	s.tcp = &dns.Server{
 		Listener: &limitListener{Listener: ln, max: func() int { return s.settings().maxConns }, rejected: s.metrics.tcpRejected},
 		Handler:  handler{s, tcp},
 		// The first query must come within the idle timeout too, and
@@ -153,33 +172,28 @@ func (s *Server) Start() error {
 		ReadTimeout:    idle,
 		IdleTimeout:    func() time.Duration { return s.settings().idleTimeout },
 		MaxTCPQueries:  -1, // pipelining clients keep one connection; the idle timeout ends it
-		MsgAcceptFunc:  s.accept(tcp),
+		MsgAcceptFunc:  func(dh dns.Header) dns.MsgAcceptAction { return s.acceptCounted(tcp, dh) },
 		MsgInvalidFunc: s.invalid(tcp),
-	})
-
-	// ActivateAndServe must have marked a server started before Shutdown
-	// can stop it, so wait for each to say so.
-	ready := make(chan error, 2*len(s.servers)) // a start and an end each
-	for _, srv := range s.servers {
-		srv.NotifyStartedFunc = func() { ready <- nil }
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			err := srv.ActivateAndServe()
-			if err != nil {
-				s.log.Error("dns: serving stopped", "error", err)
-			}
-			ready <- err
-		}()
 	}
-	s.started = true
-	for range s.servers {
-		if err := <-ready; err != nil {
-			s.mu.Unlock()
-			s.Shutdown(context.Background())
-			s.mu.Lock()
-			return err
+	// ActivateAndServe must have marked the TCP server started before
+	// Shutdown can stop it, so wait for it to say so.
+	ready := make(chan error, 2) // a start and an end
+	s.tcp.NotifyStartedFunc = func() { ready <- nil }
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		err := s.tcp.ActivateAndServe()
+		if err != nil {
+			s.log.Error("dns: serving TCP stopped", "error", err)
 		}
+		ready <- err
+	}()
+	s.started = true
+	if err := <-ready; err != nil {
+		s.mu.Unlock()
+		s.Shutdown(context.Background())
+		s.mu.Lock()
+		return err
 	}
 	return nil
 }
@@ -209,18 +223,26 @@ func (s *Server) TCPAddr() *net.TCPAddr {
 	return s.tcpAddr
 }
 
-// Shutdown stops serving: it closes the sockets, lets queries in progress
-// finish and waits for every goroutine of the server, or for ctx. It is
-// safe to call more than once, and before Start.
+// Shutdown stops serving: it stops reading queries, lets those in progress
+// be answered and waits for every goroutine of the server, or for ctx, then
+// closes the sockets. It is safe to call more than once, and before Start.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopped = true
-	servers := s.servers
+	udp, tcp := s.udp, s.tcp
 	s.mu.Unlock()
 	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
+		close(s.done)
+		// A read deadline in the past wakes the UDP workers without
+		// closing the sockets, so that the responses of the batches they
+		// hold still go out (miekg/dns stops its servers the same way).
+		for _, u := range udp {
+			u.conn.SetReadDeadline(time.Unix(1, 0))
+		}
 		var errs []error
-		for _, srv := range servers {
-			if err := srv.ShutdownContext(ctx); err != nil {
+		if tcp != nil {
+			if err := tcp.ShutdownContext(ctx); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -234,6 +256,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			errs = append(errs, ctx.Err())
 		}
+		for _, u := range udp {
+			u.conn.Close()
+		}
 		s.stopErr = errors.Join(errs...)
 	})
 	return s.stopErr
@@ -246,10 +271,6 @@ func (s *Server) settings() settings {
 	}
 	return settings{udpSize: config.DefaultUDPSize, idleTimeout: 10 * time.Second, maxConns: 1000}
 }
-
-// plainPacketConn is a net.PacketConn that is not a *net.UDPConn, so that
-// miekg/dns serves it with ReadFrom and WriteTo.
-type plainPacketConn struct{ net.PacketConn }
 
 // handler serves the queries of one transport.
 type handler struct {
@@ -269,51 +290,75 @@ func (h handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	h.s.serve(w, req, h.t)
 }
 
-// serve answers req, which arrived over t, and writes the response to w.
+// serve answers req, which arrived over TCP (or UDP in tests), and writes
+// the response to w.
 func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg, t transport) {
 	start := time.Now()
-	client := remoteAddr(w)
-	v := s.current()
 	r := s.pool.Get().(*response)
 	defer s.release(r)
+	b := s.respond(s.current(), req, nil, remoteAddr(w), t, start, r)
+	if b == nil {
+		return
+	}
+	w.Write(b) // a failed write is the client's loss; there is no one to tell
+	s.metrics.durations[t].Observe(time.Since(start).Seconds())
+}
 
+// respond builds the response to req, which arrived over t from client at
+// now, from v into r, counts it, and returns it packed, nil when none is to
+// be sent. The slice is backed by r's buffer, valid until r is reset. q, if
+// not nil, is req's entry in a UDP worker's cache for v: a response packed
+// for the same answer before is reused, a new one is kept.
+func (s *Server) respond(v *view, req *dns.Msg, q *cachedQuery, client netip.Addr, t transport, now time.Time, r *response) []byte {
 	action := rrlAllow
 	if t == udp {
 		// Rate limiting comes first: a flood costs a table lookup, not an
 		// answer. TCP needs none, its handshake proves the source.
-		action = s.limiter.check(client, start)
+		action = s.limiter.check(client, now)
 	}
 	switch action {
 	case rrlDrop:
 		s.metrics.rrlDropped.Inc()
 		s.metrics.query(t, questionType(req), rcodeDropped)
-		return
+		return nil
 	case rrlSlip:
 		s.metrics.rrlSlipped.Inc()
 		slip(v, req, r)
+		q = nil
 	default:
 		answer(v, req, client, r)
 	}
 
-	ourSize := uint16(config.DefaultUDPSize)
-	if v != nil {
-		ourSize = v.zone.settings.udpSize
-	}
-	b, err := r.pack(t, ourSize)
-	if err != nil {
-		// Only a record set too large for any message gets here.
-		s.log.Debug("dns: cannot pack a response", "name", r.question[0].Name, "error", err)
-		m := &r.msg
-		m.Rcode, m.Truncated = dns.RcodeServerFailure, false
-		m.Answer, m.Ns, m.Extra = cut(m.Answer), cut(m.Ns), r.keepOPT(m.Extra)
-		clear(r.gslb)
-		r.gslb, r.refused = r.gslb[:0], nil
-		if b, err = r.packBuffer(); err != nil {
-			s.metrics.query(t, r.qtype, rcodeDropped)
-			return
+	var b []byte
+	if q != nil {
+		if packed := q.packed(r); packed != nil {
+			b = append(r.buf[:0], packed...)
+			binary.BigEndian.PutUint16(b, req.Id)
 		}
 	}
-	w.Write(b) // a failed write is the client's loss; there is no one to tell
+	if b == nil {
+		ourSize := uint16(config.DefaultUDPSize)
+		if v != nil {
+			ourSize = v.zone.settings.udpSize
+		}
+		var err error
+		b, err = r.pack(t, ourSize)
+		if err != nil {
+			// Only a record set too large for any message gets here.
+			s.log.Debug("dns: cannot pack a response", "name", r.question[0].Name, "error", err)
+			m := &r.msg
+			m.Rcode, m.Truncated = dns.RcodeServerFailure, false
+			m.Answer, m.Ns, m.Extra = cut(m.Answer), cut(m.Ns), r.keepOPT(m.Extra)
+			clear(r.gslb)
+			r.gslb, r.refused = r.gslb[:0], nil
+			if b, err = r.packBuffer(); err != nil {
+				s.metrics.query(t, r.qtype, rcodeDropped)
+				return nil
+			}
+		} else if q != nil {
+			q.remember(r, b)
+		}
+	}
 
 	s.metrics.query(t, r.qtype, rcodeLabel(r.msg.Rcode))
 	for _, dd := range r.gslb {
@@ -322,7 +367,7 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg, t transport) {
 	if r.refused != nil {
 		r.refused.refused.Inc()
 	}
-	s.metrics.durations[t].Observe(time.Since(start).Seconds())
+	return b
 }
 
 func (s *Server) release(r *response) {
@@ -381,29 +426,27 @@ func acceptHeader(dh dns.Header) dns.MsgAcceptAction {
 	return dns.MsgAccept
 }
 
-// accept is acceptHeader, counting the packets it rejects (miekg/dns
-// answers those itself, with FORMERR or NOTIMP and no question).
-func (s *Server) accept(t transport) dns.MsgAcceptFunc {
-	return func(dh dns.Header) dns.MsgAcceptAction {
-		action := acceptHeader(dh)
-		switch action {
-		case dns.MsgIgnore:
-			s.metrics.query(t, qtypeNone, rcodeDropped)
-		case dns.MsgReject:
-			s.metrics.query(t, qtypeNone, rcodeLabel(dns.RcodeFormatError))
-		case dns.MsgRejectNotImplemented:
-			s.metrics.query(t, qtypeNone, rcodeLabel(dns.RcodeNotImplemented))
-		}
-		return action
+// acceptCounted is acceptHeader, counting the packets it rejects (they are
+// answered FORMERR or NOTIMP without a question, or dropped).
+func (s *Server) acceptCounted(t transport, dh dns.Header) dns.MsgAcceptAction {
+	action := acceptHeader(dh)
+	switch action {
+	case dns.MsgIgnore:
+		s.metrics.query(t, qtypeNone, rcodeDropped)
+	case dns.MsgReject:
+		s.metrics.query(t, qtypeNone, rcodeLabel(dns.RcodeFormatError))
+	case dns.MsgRejectNotImplemented:
+		s.metrics.query(t, qtypeNone, rcodeLabel(dns.RcodeNotImplemented))
 	}
+	return action
 }
 
-// invalid counts packets miekg/dns cannot parse: shorter than a header they
-// are dropped, otherwise answered FORMERR.
+// invalid counts the TCP messages miekg/dns cannot parse: shorter than a
+// header they are dropped, otherwise answered FORMERR.
 func (s *Server) invalid(t transport) dns.MsgInvalidFunc {
 	return func(m []byte, _ error) {
 		rcode := rcodeLabel(dns.RcodeFormatError)
-		if len(m) < 12 {
+		if len(m) < headerSize {
 			rcode = rcodeDropped
 		}
 		s.metrics.query(t, qtypeNone, rcode)
