@@ -226,6 +226,9 @@ func (c Check) over(base Check) Check {
 	if c.FastInterval == 0 {
 		c.FastInterval = base.FastInterval
 	}
+	if c.DownInterval == 0 {
+		c.DownInterval = base.DownInterval
+	}
 	return c
 }
 

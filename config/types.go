@@ -61,6 +61,9 @@ type Check struct {
 	// failure of an up endpoint, the first success of a down one) until rise
 	// or fall decides it. Zero means the interval (no fast re-probing).
 	FastInterval Duration `yaml:"fast_interval"`
+	// DownInterval probes an endpoint that is down this often, so that its
+	// recovery is seen sooner (HAProxy's downinter). Zero means the interval.
+	DownInterval Duration `yaml:"down_interval"`
 }
 
 // Datacenter is one Coopr site.

@@ -127,6 +127,9 @@ func (v *validator) check(path string, c Check) {
 	if c.FastInterval < 0 || (c.FastInterval > 0 && c.FastInterval > c.Interval) {
 		v.errorf(path+".fast_interval", "must be positive and at most the interval %s", c.Interval)
 	}
+	if c.DownInterval < 0 || c.DownInterval > c.Interval {
+		v.errorf(path+".down_interval", "must be positive and at most the interval %s", c.Interval)
+	}
 	if c.Rise < 1 {
 		v.errorf(path+".rise", "must be at least 1")
 	}

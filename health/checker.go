@@ -36,6 +36,12 @@ func (t *Target) timeout() time.Duration {
 
 // fastInterval is the pause between the probes of a fast series, or zero
 // if the check has none. It is never longer than the interval.
+// downInterval is how often a down endpoint is probed: down_interval, or
+// zero for the normal slots.
+func (t *Target) downInterval() time.Duration {
+	return min(max(t.Check.DownInterval.D(), 0), t.interval())
+}
+
 func (t *Target) fastInterval() time.Duration {
 	return min(max(t.Check.FastInterval.D(), 0), t.interval())
 }
@@ -343,7 +349,7 @@ func (c *Checker) slot(e *entry, t time.Time) time.Time {
 // state is in doubt, or when kicked, until ctx is done. Slots missed behind a
 // slow probe are skipped, and none is used twice.
 func (c *Checker) loop(ctx context.Context, e *entry) {
-	fast := e.t.fastInterval()
+	fast, down := e.t.fastInterval(), e.t.downInterval()
 	var last time.Time // the last slot used
 	for {
 		start, doubt, ok := c.probe(ctx, e)
@@ -352,7 +358,13 @@ func (c *Checker) loop(ctx context.Context, e *entry) {
 		}
 		now := c.clock.Now()
 		next, isSlot := start.Add(fast), false // if already past, at once
-		if !doubt || fast == 0 {
+		switch {
+		case doubt && fast > 0:
+		case down > 0 && c.isDown(e):
+			// A down endpoint is watched closely so its recovery shows
+			// soon; only down ones, so the extra probe load stays small.
+			next = start.Add(down)
+		default:
 			after := now
 			if !last.IsZero() && !after.After(last) {
 				after = last.Add(1)
@@ -504,4 +516,12 @@ func (c *Checker) ReportPassive(id string, failure bool, reason string) {
 		default: // a probe is already asked for
 		}
 	}
+}
+
+// isDown reports whether e has been probed and is down.
+func (c *Checker) isDown(e *entry) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := e.tr.Status()
+	return s.Probed && !s.Up
 }

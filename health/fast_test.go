@@ -335,3 +335,26 @@ func TestReportPassiveConcurrent(t *testing.T) {
 		c.ReportPassive("dc1/api/1", true, "after Run") // ignored, and no goroutine left behind
 	})
 }
+
+// TestCheckerDownInterval: a down endpoint is probed every down_interval, so
+// its recovery is seen within about down_interval + (rise-1) x fast_interval
+// rather than waiting for its next slot.
+func TestCheckerDownInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := fastTarget(2, 3, 200*time.Millisecond)
+		tg.Check.DownInterval = config.Duration(time.Second)
+		p := newScriptProber(map[string]string{tg.ID: "xxxo"})
+		var rec recorder
+		c := New([]Target{tg}, Options{Prober: p, OnChange: rec.onChange, Rand: halfRand})
+		t0 := time.Now()
+		stop := run(c)
+		time.Sleep(30*time.Second - time.Millisecond)
+		stop()
+		if got, want := p.startsSince(tg.ID, t0), "0s 1s 2s 3s 3.2s 5s 15s 25s"; got != want {
+			t.Errorf("probes started at %s\nwant %s", got, want)
+		}
+		if got, want := render(rec.take(), t0), "down@0s(initial):connection refused up@3.2s"; got != want {
+			t.Errorf("transitions: %s\nwant %s", got, want)
+		}
+	})
+}
