@@ -18,7 +18,8 @@
 #                   kills. Not a contender but the noise floor: what this
 #                   machine alone does to the worst request in that round
 #   coopr-gslb      health interval 1s, timeout 800ms, fall 3, rise 2,
-#                   fast_interval 200ms, proxy.slow_start 0s, dns_ttl 1,
+#                   fast_interval 200ms, down_interval 200ms (GSLB_DOWN_INTERVAL),
+#                   proxy.slow_start 0s, dns_ttl 1,
 #                   proxy.outlier left at its default (3 failures, 10s); its
 #                   DNS answer is polled during the same run, so "DNS flip"
 #                   here is with traffic flowing (passive signals)
@@ -250,6 +251,7 @@ health:
   fall: 3
   rise: 2
   fast_interval: 200ms
+  down_interval: ${GSLB_DOWN_INTERVAL:-200ms}
 proxy:
   access_log: ${GSLB_ACCESS_LOG:-false}
   slow_start: $slow_start
