@@ -158,6 +158,8 @@ health:
   timeout: 800ms
   rise: 2
   fall: 3
+  fast_interval: 200ms
+  down_interval: 500ms
 datacenters:
 {{- range $i, $dc := .DCs}}
   - name: {{$dc.Name}}
