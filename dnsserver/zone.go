@@ -115,7 +115,6 @@ func (n *node) add(rr dns.RR) {
 // every datacenter, and each datacenter's addresses.
 type serviceData struct {
 	name string
-	ttl  uint32
 	all  bool
 	dcs  map[string]*dcData
 	// refused counts answers given while no datacenter may serve.
@@ -346,7 +345,6 @@ func (b *zoneBuilder) services(cfg *config.Config, snap *routing.Snapshot, m *me
 		sc := cfg.Services[name]
 		sd := &serviceData{
 			name:    name,
-			ttl:     uint32(max(sc.DNSTTL, 0)),
 			all:     sc.Policy == "all",
 			dcs:     map[string]*dcData{},
 			refused: m.gslbAnswers.WithLabelValues(name, "none"),
