@@ -116,20 +116,28 @@ func (c *apiClient) do(method, path string, body any, out any) error {
 	return json.Unmarshal(data, out)
 }
 
-// positional splits "CMD ARG -flags" so the argument may come before or after the flags.
-func positional(fs *flag.FlagSet, args []string) (string, int, bool) {
-	var arg string
+// datacenterArg parses "CMD DC -flags" (the DC may come before or after the
+// flags) and insists on the DC.
+func datacenterArg(fs *flag.FlagSet, args []string) (string, int, bool) {
+	var dc string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		arg, args = args[0], args[1:]
+		dc, args = args[0], args[1:]
 	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return "", code, false
 	}
-	if arg == "" && fs.NArg() > 0 {
-		arg = fs.Arg(0)
+	if dc == "" && fs.NArg() > 0 {
+		dc = fs.Arg(0)
 	}
-	return arg, 0, true
+	if dc == "" {
+		fs.Usage()
+		return "", 2, false
+	}
+	return dc, 0, true
 }
+
+// drainPath is the admin API resource of a DC's drain.
+func drainPath(dc string) string { return "/api/v1/datacenters/" + url.PathEscape(dc) + "/drain" }
 
 func fail(err error) int {
 	fmt.Fprintf(os.Stderr, "coopr-gslb: %v\n", err)
@@ -203,16 +211,12 @@ func cmdDrain(args []string) int {
 	mode := fs.String("mode", "hard", "soft or hard")
 	deadline := fs.String("deadline", "", "soft drain: how long pinned sessions may stay (e.g. 10m)")
 	client := clientFlags(fs)
-	dc, code, ok := positional(fs, args)
+	dc, code, ok := datacenterArg(fs, args)
 	if !ok {
 		return code
 	}
-	if dc == "" {
-		fs.Usage()
-		return 2
-	}
 	req := admin.DrainRequest{Reason: *reason, Mode: *mode, Deadline: *deadline}
-	if err := client().do(http.MethodPost, "/api/v1/datacenters/"+url.PathEscape(dc)+"/drain", req, nil); err != nil {
+	if err := client().do(http.MethodPost, drainPath(dc), req, nil); err != nil {
 		return fail(err)
 	}
 	fmt.Printf("%s drained (%s)\n", dc, *mode)
@@ -226,15 +230,11 @@ func cmdUndrain(args []string) int {
 		fs.PrintDefaults()
 	}
 	client := clientFlags(fs)
-	dc, code, ok := positional(fs, args)
+	dc, code, ok := datacenterArg(fs, args)
 	if !ok {
 		return code
 	}
-	if dc == "" {
-		fs.Usage()
-		return 2
-	}
-	if err := client().do(http.MethodDelete, "/api/v1/datacenters/"+url.PathEscape(dc)+"/drain", nil, nil); err != nil {
+	if err := client().do(http.MethodDelete, drainPath(dc), nil, nil); err != nil {
 		return fail(err)
 	}
 	fmt.Printf("%s undrained\n", dc)
