@@ -88,7 +88,7 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 		f.https = httpsLn.Addr().String()
 	}
 
-	var servers []*http.Server
+	var servers []proxy.GracefulServer
 	if httpsLn != nil {
 		tlsCfg, err := proxy.NewTLS(cfg, proxy.TLSOptions{HTTPAddr: f.http, HTTPSAddr: f.https, Snapshot: d.snapshot, Logger: d.log})
 		if err != nil {
@@ -117,13 +117,15 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 		}})
 		go serveLogged(d.log, "https", func() error { return srv.ServeTLS(httpsLn, "", "") })
 		if httpLn != nil {
-			plain := px.Server(f.http)
+			plain := px.PlainServer()
 			plain.Handler = tlsCfg.HTTPHandler(px)
+			plain.ErrorLog = srv.ErrorLog
 			servers = append(servers, plain)
 			go serveLogged(d.log, "http", func() error { return plain.Serve(httpLn) })
 		}
 	} else {
-		plain := px.Server(f.http)
+		plain := px.PlainServer()
+		plain.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)
 		servers = append(servers, plain)
 		go serveLogged(d.log, "http", func() error { return plain.Serve(httpLn) })
 	}

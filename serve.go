@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 // graceful shutdown at the end.
 func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 	log := opts.logger
+	tuneGC()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -211,4 +213,17 @@ func (d *drainer) save() error {
 		return fmt.Errorf("the drain is in effect but could not be saved for a restart: %w", err)
 	}
 	return nil
+}
+
+// defaultGCPercent is the garbage collector's target when GOGC is not set.
+// The live heap of a GSLB is a few MiB, so with Go's default of 100 the
+// collector runs many times a second under load and took ~5% of the proxy's
+// CPU; 400 trades a few MiB of memory for most of that.
+const defaultGCPercent = 400
+
+// tuneGC sets the collector's target, leaving an operator's GOGC alone.
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }

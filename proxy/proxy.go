@@ -176,7 +176,7 @@ func (p *Proxy) Server(addr string) *http.Server {
 // requests in flight may finish until proxy.shutdown_timeout or ctx ends,
 // after which their connections are cut. It returns the first error, or
 // context.DeadlineExceeded when requests had to be cut.
-func (p *Proxy) Shutdown(ctx context.Context, servers ...*http.Server) error {
+func (p *Proxy) Shutdown(ctx context.Context, servers ...GracefulServer) error {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Snapshot().Config.Proxy.ShutdownTimeout.D())
 	defer cancel()
 	errs := make(chan error, len(servers))
