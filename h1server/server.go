@@ -49,8 +49,6 @@ type Server struct {
 	conns     map[*conn]struct{}
 	sweeping  bool
 	closed    atomic.Bool // Shutdown or Close was called
-	done      chan struct{}
-	doneOnce  sync.Once
 }
 
 // sweepInterval is how often the timeouts are checked: a timeout fires up
@@ -100,12 +98,11 @@ func (s *Server) track(ln net.Listener) bool {
 	if s.listeners == nil {
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
-		s.done = make(chan struct{})
 	}
 	s.listeners[ln] = struct{}{}
 	if !s.sweeping && (s.IdleTimeout > 0 || s.ReadHeaderTimeout > 0) {
 		s.sweeping = true
-		go s.sweep(s.done)
+		go s.sweep()
 	}
 	return true
 }
@@ -133,27 +130,28 @@ func (s *Server) remove(c *conn) {
 }
 
 // sweep closes the connections that waited too long for a request or for
-// the rest of its header.
-func (s *Server) sweep(done <-chan struct{}) {
+// the rest of its header. It runs until the server is closed and its last
+// connection is gone: a silent client must not hold a Shutdown.
+func (s *Server) sweep() {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
 	var stale []*conn
-	for {
-		select {
-		case <-done:
-			return
-		case now := <-t.C:
-			stale = stale[:0]
-			s.mu.Lock()
-			for c := range s.conns {
-				if c.expired(now) {
-					stale = append(stale, c)
-				}
-			}
+	for now := range t.C {
+		stale = stale[:0]
+		s.mu.Lock()
+		if s.closed.Load() && len(s.conns) == 0 {
+			s.sweeping = false
 			s.mu.Unlock()
-			for _, c := range stale {
-				c.rwc.Close()
+			return
+		}
+		for c := range s.conns {
+			if c.expired(now) {
+				stale = append(stale, c)
 			}
+		}
+		s.mu.Unlock()
+		for _, c := range stale {
+			c.rwc.Close()
 		}
 	}
 }
@@ -197,9 +195,6 @@ func (s *Server) stop() {
 	s.closed.Store(true)
 	for ln := range s.listeners {
 		ln.Close()
-	}
-	if s.done != nil {
-		s.doneOnce.Do(func() { close(s.done) })
 	}
 }
 

@@ -554,3 +554,20 @@ func TestShutdownTimesOut(t *testing.T) {
 		t.Fatalf("Shutdown: %v, want DeadlineExceeded", err)
 	}
 }
+
+func TestShutdownClosesSilentConnections(t *testing.T) {
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ReadHeaderTimeout: 300 * time.Millisecond}
+	addr := start(t, s)
+	cl := dial(t, addr)
+	cl.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	cl.read("GET")
+	cl.send("GET / HTTP/1.1\r\nHo") // never finished
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if !cl.closed() {
+		t.Fatal("connection left open")
+	}
+}
