@@ -39,7 +39,7 @@ func keepAnswer(res *http.Response) (*http.Response, bool) {
 }
 
 // prepareBody buffers a request body up to proxy.max_buffered_body so that
-// it can be sent again; a larger body streams through once.
+// it can be sent again (rewindBody); a larger body streams through once.
 func (st *reqState) prepareBody() error {
 	r := st.in
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
@@ -79,9 +79,18 @@ func (st *reqState) prepareBody() error {
 	}
 	st.body = buf
 	r.ContentLength = int64(len(buf))
+	return nil
+}
+
+// rewindBody gives r back the body prepareBody buffered, for ReverseProxy
+// to send. The direct path writes st.body itself and does not need it.
+func (st *reqState) rewindBody() {
+	if st.body == nil {
+		return
+	}
+	r := st.in
 	r.Body = st.freshBody()
 	r.GetBody = func() (io.ReadCloser, error) { return st.freshBody(), nil }
-	return nil
 }
 
 // freshBody returns a reader over the buffered body, or the streaming body.

@@ -14,7 +14,7 @@ import (
 // Coopr-ApiKey, cookies, ...) passes untouched.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	st := stateOf(pr.In)
-	out, in := pr.Out, pr.In
+	out := pr.Out
 	// The endpoint is set per try; the client's Host is kept unless the
 	// service names another.
 	out.URL.Scheme = "http"
@@ -22,6 +22,22 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		out.Host = st.sv.upstreamHost
 	}
 	h := out.Header
+	if keep := st.forwarded(); keep != nil {
+		h["Forwarded"] = keep
+	}
+	h["X-Forwarded-For"] = st.fwd[0:1:1]
+	h["X-Forwarded-Proto"] = st.fwd[1:2:2]
+	if st.fwd[2] != "" {
+		h["X-Forwarded-Host"] = st.fwd[2:3:3]
+	}
+}
+
+// forwarded sets st.fwd to the X-Forwarded-For, -Proto and -Host values to
+// send upstream (no -Host when empty), and returns the client's Forwarded
+// values to send on, if any. A trusted proxy's forwarding headers are kept
+// and extended; anyone else's are dropped so that they cannot spoof them.
+func (st *reqState) forwarded() (keep []string) {
+	in := st.in
 	xff := st.peerIP
 	proto := "http"
 	if in.TLS != nil {
@@ -29,8 +45,6 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 	fwdHost := in.Host
 	if st.trusted {
-		// A trusted proxy's forwarding headers are kept and extended; anyone
-		// else's were dropped so that they cannot spoof them.
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
 			xff = strings.Join(prior, ", ") + ", " + xff
 		}
@@ -41,15 +55,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 			fwdHost = v
 		}
 		if v := in.Header["Forwarded"]; len(v) > 0 {
-			h["Forwarded"] = v
+			keep = v
 		}
 	}
 	st.fwd = [3]string{xff, proto, fwdHost}
-	h["X-Forwarded-For"] = st.fwd[0:1:1]
-	h["X-Forwarded-Proto"] = st.fwd[1:2:2]
-	if fwdHost != "" {
-		h["X-Forwarded-Host"] = st.fwd[2:3:3]
-	}
+	return keep
 }
 
 // clientAddr returns the connection's address as text, the client's address

@@ -72,6 +72,9 @@ type Proxy struct {
 	streams streamSet
 	// idleTimeout closes upstream connections idle longer (proxy.idle_timeout).
 	idleTimeout time.Duration
+	// noDirect sends every request through ReverseProxy, for tests that
+	// compare the direct path with it.
+	noDirect bool
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -256,6 +259,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.deadline = st.start.Add(sv.retry.Deadline.D())
 	sv.state.budget.request(st.start.Unix())
 
+	if !p.noDirect && st.direct() {
+		st.serveDirect()
+		return
+	}
+	st.rewindBody()
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	p.rp.ServeHTTP(&st.rw, r.WithContext(ctx))
 }
@@ -313,7 +321,11 @@ func plainError(w http.ResponseWriter, code int, msg string) {
 // errorHandler answers a request whose tries all failed without a response
 // worth returning. It is the one place that maps upstream failures to statuses.
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	st := stateOf(r)
+	p.answerError(w, stateOf(r), err)
+}
+
+// answerError is errorHandler for a request whose state is st, or nil.
+func (p *Proxy) answerError(w http.ResponseWriter, st *reqState, err error) {
 	var ue *upstreamError
 	switch {
 	case st != nil && st.in.Context().Err() != nil:

@@ -71,6 +71,9 @@ type reqState struct {
 
 	firstTry attempt   // the first try's attempt, allocated with the state
 	fwd      [3]string // backs the X-Forwarded-* header values
+	// keepForwarded is the client's Forwarded header, sent on by the direct
+	// path (direct.go) when the client is a trusted proxy.
+	keepForwarded []string
 
 	// The outcome.
 	served *targetView
@@ -139,9 +142,13 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 }
 
 // roundTrip tries endpoints in order until one answers acceptably, the
-// request may not be retried, or the candidates run out.
+// request may not be retried, or the candidates run out. out is the request
+// ReverseProxy built; it is nil on the direct path (direct.go), where the
+// lean client writes st.in itself.
 func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
-	out.URL.Scheme = "http"
+	if out != nil {
+		out.URL.Scheme = "http"
+	}
 	tv, ep := st.next()
 	if ep == nil {
 		return nil, errNoEndpoint
@@ -201,7 +208,7 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 // (cancels its context, or closes its lean connection).
 func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
 	st.tried = append(st.tried, ep)
-	if st.lean(out) {
+	if out == nil || st.lean(out) {
 		return st.tryLean(out, tv, ep)
 	}
 	a := &st.firstTry
@@ -241,13 +248,16 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 }
 
 // tryLean is try over the lean client: the whole exchange runs on this
-// goroutine, and the try's timeout is a deadline on the connection.
+// goroutine, and the try's timeout is a deadline on the connection. out is
+// nil on the direct path.
 func (st *reqState) tryLean(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
 	// Nothing outlives a lean try but its answer: the attempt, the URL and
 	// the body can be reused.
 	a := &st.firstTry
 	a.phase.Store(phaseWaiting)
-	out.URL.Host = ep.addr
+	if out != nil {
+		out.URL.Host = ep.addr
+	}
 	ep.inflight.Add(1)
 	res, abort, err := st.leanRoundTrip(out, ep, a, st.tryTimeout())
 	if err != nil {
@@ -337,9 +347,12 @@ func (st *reqState) decorate(res *http.Response, tv *targetView) {
 	}
 }
 
+// isEventStream reports whether an answer's media type is
+// text/event-stream, as mime.ParseMediaType would read it, without its
+// allocations.
 func isEventStream(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	return strings.HasPrefix(ct, "text/event-stream")
+	ct, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
 }
 
 // mayRetry reports whether a request whose try failed with kind may be sent

@@ -24,8 +24,9 @@ import (
 // wake-ups and futex calls they cost, were most of the CPU a request took.
 // For an ordinary HTTP/1.1 request the proxy instead does the whole exchange
 // on the handler's goroutine over a pooled keep-alive connection: it writes
-// the request with (*http.Request).Write, flushes once, and reads the answer
-// with http.ReadResponse. Because it writes the request itself, it knows
+// the request (itself on the direct path, see direct.go, otherwise with
+// (*http.Request).Write), flushes once, and reads the answer with
+// http.ReadResponse. Because it writes the request itself, it knows
 // exactly whether anything reached the backend, and the try's timeout is a
 // deadline on the connection rather than a timer and a context.
 //
@@ -251,7 +252,8 @@ func (ex *exchange) Close() error {
 }
 
 // leanRoundTrip sends out to ep over a pooled connection on the calling
-// goroutine, waiting at most timeout for the answer's headers. It sets a's
+// goroutine, waiting at most timeout for the answer's headers; with out nil
+// (the direct path), it writes st.in itself with writeRequest. It sets a's
 // flags as the httptrace hooks would: gotConn once a connection is made,
 // wroteHeaders once any byte of the request left. A reused connection that
 // the backend had closed is replaced by a fresh one, as http.Transport does:
@@ -260,6 +262,16 @@ func (ex *exchange) Close() error {
 // connection and abort cuts the exchange.
 func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, timeout time.Duration) (res *http.Response, abort func(), err error) {
 	p := st.p
+	// Informational answers go to the client: on the direct path straight
+	// to its writer, otherwise through ReverseProxy's trace hook.
+	req, got1xx := st.in, st.forward1xx
+	if out != nil {
+		req, got1xx = out, nil
+		if tr := httptrace.ContextClientTrace(out.Context()); tr != nil {
+			got1xx = tr.Got1xxResponse
+		}
+	}
+	ctx := req.Context()
 	deadline := time.Now().Add(timeout)
 	fresh := false
 	for {
@@ -277,7 +289,7 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 		}
 		if pc == nil {
 			d := net.Dialer{Timeout: st.v.cfg.DialTimeout.D(), Deadline: deadline, KeepAlive: 30 * time.Second}
-			c, err := d.DialContext(out.Context(), "tcp", ep.addr)
+			c, err := d.DialContext(ctx, "tcp", ep.addr)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -289,13 +301,19 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 		}
 		a.gotConn.Store(true)
 		ex := &exchange{pc: pc}
-		ex.stop = context.AfterFunc(out.Context(), ex.abort)
+		abort := ex.abort // one closure for both uses
+		ex.stop = context.AfterFunc(ctx, abort)
 		_ = pc.conn.SetDeadline(deadline)
 		pc.written = 0
-		if st.body != nil {
-			out.Body = st.freshBody()
+		var err error
+		if out == nil {
+			st.writeRequest(pc.bw) // errors stick to bw
+		} else {
+			if st.body != nil {
+				out.Body = st.freshBody()
+			}
+			err = out.Write(pc.bw)
 		}
-		err := out.Write(pc.bw)
 		if err == nil {
 			err = pc.bw.Flush()
 		}
@@ -310,7 +328,7 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 			}
 			return nil, nil, leanErr(err, a)
 		}
-		res, err = readAnswer(pc.br, out)
+		res, err = readAnswer(pc.br, req, got1xx)
 		if err != nil {
 			ex.finish(false)
 			if pc.reused && st.replayable && errors.Is(err, errNoAnswer) && st.in.Context().Err() == nil {
@@ -320,7 +338,7 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 			return nil, nil, leanErr(err, a)
 		}
 		_ = pc.conn.SetDeadline(time.Time{})
-		ex.keepAlive = !res.Close && !out.Close
+		ex.keepAlive = !res.Close && (out == nil || !out.Close)
 		if res.Body == http.NoBody || res.Body == nil {
 			ex.eof = true
 			ex.closed = true
@@ -330,7 +348,7 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 			ex.body = res.Body
 			res.Body = ex
 		}
-		return res, ex.abort, nil
+		return res, abort, nil
 	}
 }
 
@@ -344,8 +362,9 @@ func (e noAnswerError) Error() string   { return errNoAnswer.Error() + ": " + e.
 func (e noAnswerError) Unwrap() []error { return []error{errNoAnswer, e.err} }
 
 // readAnswer reads the final answer to out from br, passing informational
-// (1xx) answers to the trace of out's context, as http.Transport does.
-func readAnswer(br *bufio.Reader, out *http.Request) (*http.Response, error) {
+// (1xx) answers to got1xx, if not nil, as http.Transport passes them to the
+// trace of out's context.
+func readAnswer(br *bufio.Reader, out *http.Request, got1xx func(int, textproto.MIMEHeader) error) (*http.Response, error) {
 	if _, err := br.Peek(1); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 			return nil, noAnswerError{err}
@@ -365,8 +384,8 @@ func readAnswer(br *bufio.Reader, out *http.Request) (*http.Response, error) {
 			if n >= max1xx {
 				return nil, errors.New("proxy: too many 1xx informational answers")
 			}
-			if tr := httptrace.ContextClientTrace(out.Context()); tr != nil && tr.Got1xxResponse != nil {
-				if err := tr.Got1xxResponse(code, textproto.MIMEHeader(res.Header)); err != nil {
+			if got1xx != nil {
+				if err := got1xx(code, textproto.MIMEHeader(res.Header)); err != nil {
 					return nil, err
 				}
 			}
