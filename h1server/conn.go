@@ -67,7 +67,9 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	c.bw.Reset(rwc)
 	c.res.c = c
 	c.res.header = http.Header{}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
+	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.std)
+	ctx = context.WithValue(ctx, http.LocalAddrContextKey, rwc.LocalAddr())
+	c.ctx, c.cancel = context.WithCancel(ctx)
 	c.state.Store(stateIdle)
 	c.since.Store(time.Now().UnixNano())
 	return c

@@ -44,6 +44,12 @@ type Server struct {
 	// standard logger.
 	ErrorLog *log.Logger
 
+	// std stands for this server under http.ServerContextKey in request
+	// contexts: handlers such as httputil.ReverseProxy only abort a broken
+	// answer with http.ErrAbortHandler, which conn.serve recovers, when a
+	// server is there to recover it.
+	std *http.Server
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -96,6 +102,7 @@ func (s *Server) track(ln net.Listener) bool {
 		return false
 	}
 	if s.listeners == nil {
+		s.std = &http.Server{Handler: s.Handler, ReadHeaderTimeout: s.ReadHeaderTimeout, IdleTimeout: s.IdleTimeout, MaxHeaderBytes: s.MaxHeaderBytes, ErrorLog: s.ErrorLog}
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
 	}

@@ -573,3 +573,23 @@ func TestShutdownClosesSilentConnections(t *testing.T) {
 		t.Fatal("connection left open")
 	}
 }
+
+func TestAbortHandlerCutsTheAnswer(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(http.ServerContextKey) == nil {
+			t.Error("no server in the request's context: ReverseProxy would not abort")
+		}
+		io.WriteString(w, "partial")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})})
+	cl := dial(t, addr)
+	cl.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	res, err := http.ReadResponse(cl.br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(res.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("reading a cut answer: %v, want unexpected EOF", err)
+	}
+}
