@@ -116,12 +116,16 @@ func (c *conn) serve() {
 			return // Shutdown closed it
 		}
 		c.since.Store(time.Now().UnixNano())
-		c.cr.limit(c.s.MaxHeaderBytes)
-		req, err := http.ReadRequest(c.br)
-		c.cr.unlimit()
-		if err != nil {
-			c.refuse(err)
-			return
+		req, ok := readRequestFast(c.br)
+		if !ok {
+			var err error
+			c.cr.limit(c.s.MaxHeaderBytes)
+			req, err = http.ReadRequest(c.br)
+			c.cr.unlimit()
+			if err != nil {
+				c.refuse(err)
+				return
+			}
 		}
 		if code, msg := check(req); code != 0 {
 			c.writeError(code, msg)
