@@ -371,6 +371,9 @@ func readAnswer(br *bufio.Reader, out *http.Request, got1xx func(int, textproto.
 		}
 		return nil, err
 	}
+	if res, ok := readAnswerFast(br, out); ok {
+		return res, nil
+	}
 	for n := 0; ; n++ {
 		res, err := http.ReadResponse(br, out)
 		if err != nil {
