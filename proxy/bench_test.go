@@ -74,8 +74,8 @@ func TestServeHTTPAllocs(t *testing.T) {
 		w := httptest.NewRecorder()
 		e.proxy.ServeHTTP(w, req)
 	})
-	if allocs > 55 {
-		t.Fatalf("%.0f allocations per proxied request, want at most 55", allocs)
+	if allocs > 45 {
+		t.Fatalf("%.0f allocations per proxied request, want at most 45", allocs)
 	}
 	t.Logf("%.0f allocations per proxied request (backend included)", allocs)
 }
@@ -94,8 +94,8 @@ func TestDirectAllocs(t *testing.T) {
 		body   []byte
 		max    float64
 	}{
-		{"GET", nil, 16},
-		{"PUT", payload, 19}, // and the buffered body, and the liveness check of a pooled connection
+		{"GET", nil, 11},
+		{"PUT", payload, 15}, // and the buffered body, and the liveness check of a pooled connection
 	} {
 		req := httptest.NewRequest(tc.method, "/v2/clusters?page=1", nil)
 		req.Host, req.RemoteAddr = "api.coopr.test", "192.0.2.1:1234"

@@ -25,8 +25,8 @@ import (
 // For an ordinary HTTP/1.1 request the proxy instead does the whole exchange
 // on the handler's goroutine over a pooled keep-alive connection: it writes
 // the request (itself on the direct path, see direct.go, otherwise with
-// (*http.Request).Write), flushes once, and reads the answer with
-// http.ReadResponse. Because it writes the request itself, it knows
+// (*http.Request).Write), flushes once, and reads the answer (plain ones
+// itself, see answer.go, others with http.ReadResponse). Because it writes the request itself, it knows
 // exactly whether anything reached the backend, and the try's timeout is a
 // deadline on the connection rather than a timer and a context.
 //
@@ -233,6 +233,10 @@ func (ex *exchange) finish(reuse bool) {
 }
 
 func (ex *exchange) Read(b []byte) (int, error) {
+	if ex.closed {
+		// The connection may already carry another exchange.
+		return 0, http.ErrBodyReadAfterClose
+	}
 	n, err := ex.body.Read(b)
 	if err == io.EOF {
 		ex.eof = true
