@@ -59,11 +59,28 @@ type upConn struct {
 	// written counts the bytes of the current request that the kernel took.
 	written int64
 	reused  bool
+
+	// The request's last bytes, kept to be written by the next Read (see
+	// upwait.go), and that step's state.
+	raw         syscall.RawConn // nil: write and read the ordinary way
+	rawStepFn   func(uintptr) bool
+	deferWrite  bool
+	pending     []byte
+	writeFailed bool // writing the kept bytes failed
+	rawBuf      []byte
+	rawN        int
+	rawErr      error
 }
 
 // Write counts what reaches the connection, so a failed write knows whether
-// any of the request left the proxy.
+// any of the request left the proxy. After deferLast it keeps the bytes for
+// the next Read instead.
 func (pc *upConn) Write(b []byte) (int, error) {
+	if pc.deferWrite {
+		pc.deferWrite = false
+		pc.pending = b
+		return len(b), nil
+	}
 	n, err := pc.conn.Write(b)
 	pc.written += int64(n)
 	return n, err
@@ -298,7 +315,13 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 				return nil, nil, err
 			}
 			pc = &upConn{conn: c, ep: ep, br: bufReaders.Get().(*bufio.Reader), bw: bufWriters.Get().(*bufio.Writer)}
-			pc.br.Reset(c)
+			if sc, ok := c.(syscall.Conn); ok {
+				if raw, err := sc.SyscallConn(); err == nil {
+					pc.raw = raw
+					pc.rawStepFn = pc.rawStep
+				}
+			}
+			pc.br.Reset(pc)
 			pc.bw.Reset(pc)
 		} else {
 			pc.reused = true
@@ -308,7 +331,7 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 		abort := ex.abort // one closure for both uses
 		ex.stop = context.AfterFunc(ctx, abort)
 		_ = pc.conn.SetDeadline(deadline)
-		pc.written = 0
+		pc.written, pc.writeFailed, pc.pending = 0, false, nil
 		var err error
 		if out == nil {
 			st.writeRequest(pc.bw) // errors stick to bw
@@ -319,7 +342,17 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 			err = out.Write(pc.bw)
 		}
 		if err == nil {
+			// The answer's first read writes what Flush kept (upwait.go).
+			pc.deferLast()
 			err = pc.bw.Flush()
+			pc.deferWrite = false
+		}
+		var readErr error
+		if err == nil {
+			res, readErr = readAnswer(pc.br, req, got1xx)
+			if readErr != nil && pc.writeFailed {
+				err, readErr = readErr, nil
+			}
 		}
 		if pc.written > 0 {
 			a.wroteHeaders.Store(true)
@@ -332,8 +365,7 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 			}
 			return nil, nil, leanErr(err, a)
 		}
-		res, err = readAnswer(pc.br, req, got1xx)
-		if err != nil {
+		if err = readErr; err != nil {
 			ex.finish(false)
 			if pc.reused && st.replayable && errors.Is(err, errNoAnswer) && st.in.Context().Err() == nil {
 				fresh = true
