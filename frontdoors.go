@@ -21,6 +21,17 @@ import (
 type frontDoors struct {
 	servers          []*managedServer
 	http, https, dns string
+	tls              *proxy.TLS // nil without listen.https
+}
+
+// reload applies what of next the front doors hold themselves rather than
+// read from the routing snapshot: the TLS listener's certificates. On error
+// nothing changed. It is a reloader's prepare step.
+func (f *frontDoors) reload(next *config.Config) error {
+	if f.tls == nil {
+		return nil
+	}
+	return f.tls.Reload(next)
 }
 
 // frontDoorDeps are what the front doors read and report to.
@@ -99,6 +110,7 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 			px.Close()
 			return f, err
 		}
+		f.tls = tlsCfg
 		srv := px.TLSServer(f.https, tlsCfg)
 		srv.ErrorLog = slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)
 		servers = append(servers, srv)

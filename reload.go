@@ -23,6 +23,11 @@ type reloader struct {
 	mu      sync.Mutex
 	current *config.Config
 	last    admin.ReloadStatus
+	// prepare, if set (see attach), runs on a valid new configuration before
+	// apply; its error fails the reload like a bad file. It must either
+	// complete or change nothing: reading certificate files, which can fail,
+	// belongs here, while apply cannot fail.
+	prepare func(*config.Config) error
 
 	total   *prometheus.CounterVec
 	success prometheus.Gauge
@@ -55,26 +60,49 @@ func (r *reloader) Reload() error {
 		return errNoConfigFile
 	}
 	next, _, err := config.LoadFile(r.path)
-	st := admin.ReloadStatus{Time: time.Now(), OK: err == nil}
 	if err != nil {
-		st.Error = err.Error()
-		r.last = st
-		r.total.WithLabelValues("failed").Inc()
-		r.success.Set(0)
-		r.log.Error("reload failed; the previous configuration keeps serving", "error", err)
-		return err
+		return r.fail(err)
 	}
-	st.NeedsRestart = restartOnly(r.current, next)
-	if len(st.NeedsRestart) > 0 {
-		r.log.Warn("changed keys take effect only after a restart", "keys", st.NeedsRestart)
-		next.Listen = r.current.Listen
+	needsRestart := restartOnly(r.current, next)
+	if len(needsRestart) > 0 {
+		r.log.Warn("changed keys take effect only after a restart", "keys", needsRestart)
+		keepRunning(r.current, next)
+	}
+	if r.prepare != nil {
+		if err := r.prepare(next); err != nil {
+			return r.fail(err)
+		}
 	}
 	r.apply(next)
 	r.current = next
-	r.last = st
+	r.last = admin.ReloadStatus{Time: time.Now(), OK: true, NeedsRestart: needsRestart}
 	r.total.WithLabelValues("ok").Inc()
 	r.success.Set(1)
 	r.log.Info("configuration reloaded", "path", r.path)
+	return nil
+}
+
+// fail records a reload that changed nothing. The caller holds r.mu.
+func (r *reloader) fail(err error) error {
+	r.last = admin.ReloadStatus{Time: time.Now(), Error: err.Error()}
+	r.total.WithLabelValues("failed").Inc()
+	r.success.Set(0)
+	r.log.Error("reload failed; the previous configuration keeps serving", "error", err)
+	return err
+}
+
+// attach calls start with the current configuration while no reload can run,
+// and makes the step start returns the prepare step of every later reload.
+// Holding the lock across both closes the gap in which a reload could land
+// after start read the configuration but before its step was in place.
+func (r *reloader) attach(start func(current *config.Config) (prepare func(*config.Config) error, err error)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prepare, err := start(r.current)
+	if err != nil {
+		return err
+	}
+	r.prepare = prepare
 	return nil
 }
 
@@ -103,5 +131,39 @@ func restartOnly(old, next *config.Config) []string {
 			keys = append(keys, f.key)
 		}
 	}
+	// The ACME client (its account, CA and storage) is built once, at start.
+	oa, na := old.TLS.ACME, next.TLS.ACME
+	switch {
+	case (oa == nil) != (na == nil):
+		keys = append(keys, "tls.acme")
+	case oa != nil:
+		for _, f := range []struct {
+			key     string
+			changed bool
+		}{
+			{"tls.acme.ca", oa.CA != na.CA},
+			{"tls.acme.ca_root", oa.CARoot != na.CARoot},
+			{"tls.acme.email", oa.Email != na.Email},
+			{"tls.acme.storage", oa.Storage != na.Storage},
+			{"tls.acme.on_demand", oa.OnDemand != na.OnDemand},
+		} {
+			if f.changed {
+				keys = append(keys, f.key)
+			}
+		}
+	}
 	return keys
+}
+
+// keepRunning puts back into next what keeps running until a restart, so
+// that the configuration in effect says what actually serves, and the next
+// reload reports the keys again until the restart.
+func keepRunning(old, next *config.Config) {
+	if old.Listen.HTTPS != "" && next.Listen.HTTPS == "" {
+		// The file turns TLS off; until a restart the TLS listener keeps
+		// the certificates it has, which the file may no longer list.
+		next.TLS = old.TLS
+	}
+	next.Listen = old.Listen
+	next.TLS.ACME = old.TLS.ACME
 }

@@ -133,13 +133,25 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 		return nil
 	}
 
-	fronts, err := startFrontDoors(frontDoorDeps{
-		cfg: cfg, snapshot: engine.Snapshot, reg: reg, log: log,
-		// What the proxy learns from failed requests reaches the shared health
-		// view, so DNS moves as fast as the proxy; active probes confirm it.
-		passive: func(dc, service, endpoint string, failure bool, reason string) {
-			checker.ReportPassive(dc+"/"+service+"/"+endpoint, failure, reason)
-		},
+	// The front doors start from the configuration in effect (a reload may
+	// have come during the first round) and are reloaded with it from then
+	// on: what they hold themselves, such as certificates, is re-read before
+	// a new configuration is applied.
+	var fronts *frontDoors
+	err = reloads.attach(func(current *config.Config) (func(*config.Config) error, error) {
+		var err error
+		fronts, err = startFrontDoors(frontDoorDeps{
+			cfg: current, snapshot: engine.Snapshot, reg: reg, log: log,
+			// What the proxy learns from failed requests reaches the shared health
+			// view, so DNS moves as fast as the proxy; active probes confirm it.
+			passive: func(dc, service, endpoint string, failure bool, reason string) {
+				checker.ReportPassive(dc+"/"+service+"/"+endpoint, failure, reason)
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		return fronts.reload, nil
 	})
 	if err != nil {
 		return err

@@ -176,6 +176,105 @@ func TestTLSStaticCertificates(t *testing.T) {
 	}
 }
 
+// TestTLSReloadRereadsCertificates renews the certificate files in place,
+// as certbot or a corporate PKI does, and sends SIGHUP: the listener then
+// presents the new certificate. A reload whose tls.certificates names a
+// missing file fails like any bad configuration: the status, the metric and
+// the log say so, nothing of the file applies, and the renewed certificate
+// is still served.
+func TestTLSReloadRereadsCertificates(t *testing.T) {
+	t.Parallel()
+	fleet := startFleet(t)
+	live := t.TempDir()
+	certFile, keyFile := filepath.Join(live, "fullchain.pem"), filepath.Join(live, "privkey.pem")
+	rootsA, certA, keyA := writeCAAndLeaf(t, t.TempDir(), "api.coopr.example.com", "coopr.example.com")
+	rootsB, certB, keyB := writeCAAndLeaf(t, t.TempDir(), "api.coopr.example.com", "coopr.example.com")
+	copyFile(t, certA, certFile)
+	copyFile(t, keyA, keyFile)
+	g, _, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
+		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf("tls:\n  certificates:\n    - {cert: %q, key: %q}\n", certFile, keyFile)), httpsAddr)
+	})
+	const host = "api.coopr.example.com"
+	if err := handshake(httpsAddr, host, rootsA); err != nil {
+		t.Fatalf("the first certificate: %v", err)
+	}
+
+	copyFile(t, certB, certFile)
+	copyFile(t, keyB, keyFile)
+	if err := g.cmd.Process.Signal(sighup); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the renewed certificate after SIGHUP", func() bool {
+		return handshake(httpsAddr, host, rootsB) == nil
+	})
+	if err := handshake(httpsAddr, host, rootsA); err == nil {
+		t.Error("the replaced certificate is still served")
+	}
+	echoOverHTTPS(t, httpsClient(rootsB, httpsAddr), host)
+
+	// A missing file fails the whole reload: the policy change in the same
+	// file does not apply either.
+	good, err := os.ReadFile(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(live, "missing.pem")
+	bad := strings.NewReplacer(certFile, missing, "policy: failover", "policy: weighted").Replace(string(good))
+	if err := os.WriteFile(g.cfgPath, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := cli(t, g.admin, "reload", "-token", testToken)
+	if code == 0 || !strings.Contains(errOut, "tls.certificates[0].cert") {
+		t.Errorf("reload naming a missing certificate file: exit %d, %s", code, errOut)
+	}
+	var st struct {
+		Reload struct {
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		} `json:"reload"`
+		Services []struct {
+			Name   string `json:"name"`
+			Policy string `json:"policy"`
+		} `json:"services"`
+	}
+	getJSON(t, "http://"+g.admin+"/api/v1/status", &st)
+	if st.Reload.OK || !strings.Contains(st.Reload.Error, "tls.certificates[0].cert") || !strings.Contains(st.Reload.Error, missing) {
+		t.Errorf("reload status after a missing certificate file: %+v", st.Reload)
+	}
+	for _, svc := range st.Services {
+		if svc.Name == "api" && svc.Policy != "failover" {
+			t.Errorf("the failed reload applied policy %q", svc.Policy)
+		}
+	}
+	res, err := http.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(metrics), "coopr_gslb_config_last_reload_successful 0") {
+		t.Error("metrics do not show the failed reload")
+	}
+	if logs := g.stderr.String(); !strings.Contains(logs, "reload failed") || !strings.Contains(logs, missing) {
+		t.Errorf("the log does not name the missing file:\n%s", logs)
+	}
+	if err := handshake(httpsAddr, host, rootsB); err != nil {
+		t.Errorf("after the failed reload: %v", err)
+	}
+	echoOverHTTPS(t, httpsClient(rootsB, httpsAddr), host)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestTLSACMEFromPebble lets the binary obtain its certificates by itself
 // from Pebble, an ACME server started in this process on loopback, over
 // HTTP-01 on the plain listener (which redirects everything else to HTTPS).

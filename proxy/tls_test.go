@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -354,4 +355,213 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestTLSReload renews, replaces and removes static certificates on a
+// serving listener, and checks that a reload with a bad pair changes
+// nothing, not even the good pairs listed before it.
+func TestTLSReload(t *testing.T) {
+	backend := newBackend(t, "west", ok("west"))
+	certA, keyA, _ := selfSigned(t, t.TempDir(), "api.coopr.test")
+	certB, keyB, _ := selfSigned(t, t.TempDir(), "api.coopr.test")
+	certUI, keyUI, _ := selfSigned(t, t.TempDir(), "ui.coopr.test")
+	// The listener reads files at fixed paths, which certbot or a PKI
+	// agent renews in place.
+	live := t.TempDir()
+	certFile, keyFile := filepath.Join(live, "fullchain.pem"), filepath.Join(live, "privkey.pem")
+	copyFile(t, certA, certFile)
+	copyFile(t, keyA, keyFile)
+	httpLn, httpsLn := listen(t), listen(t)
+	te := startTLSEnv(t, tlsYAML(`
+tls:
+  certificates:
+    - {cert: `+certFile+`, key: `+keyFile+`}
+`), map[string]string{"w": backend.addr()}, httpLn, httpsLn, true)
+	addr := httpsLn.Addr().String()
+	wantLeaf(t, addr, "api.coopr.test", certA)
+
+	// Renewed files are served once a reload reads them, not before.
+	copyFile(t, certB, certFile)
+	copyFile(t, keyB, keyFile)
+	wantLeaf(t, addr, "api.coopr.test", certA)
+	if err := te.tls.Reload(te.cfg); err != nil {
+		t.Fatalf("reload of renewed files: %v", err)
+	}
+	wantLeaf(t, addr, "api.coopr.test", certB)
+
+	for _, tc := range []struct {
+		name  string
+		pairs []config.CertKey
+		want  []string // in the error
+	}{
+		{
+			"missing certificate file",
+			[]config.CertKey{{Cert: certUI, Key: keyUI}, {Cert: filepath.Join(live, "missing.pem"), Key: keyFile}},
+			[]string{"tls.certificates[1].cert", filepath.Join(live, "missing.pem"), "no such file"},
+		},
+		{
+			"missing key file",
+			[]config.CertKey{{Cert: certUI, Key: keyUI}, {Cert: certFile, Key: filepath.Join(live, "missing-key.pem")}},
+			[]string{"tls.certificates[1].key", "missing-key.pem"},
+		},
+		{
+			"key of another certificate",
+			[]config.CertKey{{Cert: certUI, Key: keyUI}, {Cert: certFile, Key: keyUI}},
+			[]string{"tls.certificates[1]", certFile, keyUI, "private key does not match"},
+		},
+		{
+			"no certificate and no ACME",
+			nil,
+			[]string{"tls.certificates or tls.acme"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := te.tls.Reload(withCertificates(te.cfg, tc.pairs...))
+			if err == nil {
+				t.Fatal("the reload succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			wantLeaf(t, addr, "api.coopr.test", certB)
+			if leaf, err := servedLeaf(addr, "ui.coopr.test"); err == nil {
+				t.Errorf("a failed reload left %v cached", leaf.DNSNames)
+			}
+		})
+	}
+
+	// A pair no longer listed is no longer served; redirect_http applies
+	// without a restart.
+	next := withCertificates(te.cfg, config.CertKey{Cert: certUI, Key: keyUI})
+	next.TLS.RedirectHTTP = true
+	if err := te.tls.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	wantLeaf(t, addr, "ui.coopr.test", certUI)
+	if leaf, err := servedLeaf(addr, "api.coopr.test"); err == nil {
+		t.Errorf("a removed certificate is still served: %v", leaf.DNSNames)
+	}
+	req, _ := http.NewRequest("GET", "http://"+httpLn.Addr().String()+"/x", nil)
+	req.Host = "api.coopr.test"
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusPermanentRedirect {
+		t.Errorf("plain HTTP after turning redirect_http on: %d, want 308", res.StatusCode)
+	}
+}
+
+// TestTLSReloadWithACME obtains a certificate from Pebble for a host name
+// a reload adds, and stops serving the one of a name the reload drops.
+func TestTLSReloadWithACME(t *testing.T) {
+	backend := newBackend(t, "west", ok("west"))
+	httpLn, httpsLn := listen(t), listen(t)
+	// Validation can only succeed over HTTP-01.
+	pb := startPebble(t, port(httpLn), port(httpLn))
+	yaml := tlsYAML(`
+tls:
+  acme:
+    email: ops@coopr.test
+    ca: ` + pb.dirURL + `
+    ca_root: ` + pb.caRoot + `
+    storage: ` + t.TempDir() + `
+`)
+	addrs := map[string]string{"w": backend.addr()}
+	te := startTLSEnv(t, yaml, addrs, httpLn, httpsLn, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	if err := te.tls.Manage(ctx, true); err != nil {
+		t.Fatalf("obtaining a certificate from Pebble: %v", err)
+	}
+	addr := httpsLn.Addr().String()
+	verified := func(name string) error {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: pb.root})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := verified("api.coopr.test"); err != nil {
+		t.Fatal(err)
+	}
+
+	next := strings.Replace(yaml, "hostnames: [api.coopr.test,", "hostnames: [ui.coopr.test,", 1)
+	cfg, _, err := config.Parse([]byte(strings.ReplaceAll(next, "{{w}}", backend.addr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := te.tls.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := te.tls.Names(); len(got) != 1 || got[0] != "ui.coopr.test" {
+		t.Fatalf("names after the reload: %v", got)
+	}
+	if err := verified("api.coopr.test"); err == nil {
+		t.Error("the certificate of a name no service claims any more is still served")
+	}
+	// Obtained in the background: poll, bounded.
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		err := verified("ui.coopr.test")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificate for a host name added by a reload: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// withCertificates returns a copy of cfg that lists pairs as
+// tls.certificates.
+func withCertificates(cfg *config.Config, pairs ...config.CertKey) *config.Config {
+	c := *cfg
+	c.TLS.Certificates = pairs
+	return &c
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// servedLeaf returns the certificate the TLS listener at addr presents for
+// serverName, or the handshake's error.
+func servedLeaf(addr, serverName string) (*x509.Certificate, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0], nil
+}
+
+// wantLeaf fails unless the listener at addr presents the certificate in
+// certFile for serverName.
+func wantLeaf(t *testing.T, addr, serverName, certFile string) {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	leaf, err := servedLeaf(addr, serverName)
+	if err != nil {
+		t.Fatalf("handshake for %s: %v", serverName, err)
+	}
+	if block == nil || !bytes.Equal(leaf.Raw, block.Bytes) {
+		t.Fatalf("%s: served a certificate for %v from %v, not the one in %s", serverName, leaf.DNSNames, leaf.NotBefore, certFile)
+	}
 }
