@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -41,14 +42,18 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback address with a port free for both TCP and UDP.
+// The binary binds it a moment later, so the port is drawn below Linux's
+// ephemeral range (ip_local_port_range starts at 32768): a port the kernel
+// hands out for :0 could meanwhile be taken by any outgoing connection of
+// the parallel tests, one out of that range only by another listener.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		addr := ln.Addr().String()
 		pc, err := net.ListenPacket("udp", addr)
 		ln.Close()
 		if err == nil {
