@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -126,6 +127,11 @@ func restartOnly(old, next *config.Config) []string {
 		{"listen.admin", old.Listen.Admin, next.Listen.Admin},
 		{"admin.state_dir", old.Admin.StateDir, next.Admin.StateDir},
 		{"admin.token_file", old.Admin.TokenFile, next.Admin.TokenFile},
+		// The proxy's listeners and upstream pools take these at start.
+		{"proxy.idle_timeout", old.Proxy.IdleTimeout.String(), next.Proxy.IdleTimeout.String()},
+		{"proxy.read_header_timeout", old.Proxy.ReadHeaderTimeout.String(), next.Proxy.ReadHeaderTimeout.String()},
+		{"proxy.max_header_bytes", strconv.Itoa(old.Proxy.MaxHeaderBytes), strconv.Itoa(next.Proxy.MaxHeaderBytes)},
+		{"proxy.shutdown_timeout", old.Proxy.ShutdownTimeout.String(), next.Proxy.ShutdownTimeout.String()},
 	} {
 		if f.old != f.next {
 			keys = append(keys, f.key)
@@ -166,4 +172,8 @@ func keepRunning(old, next *config.Config) {
 	}
 	next.Listen = old.Listen
 	next.TLS.ACME = old.TLS.ACME
+	next.Proxy.IdleTimeout = old.Proxy.IdleTimeout
+	next.Proxy.ReadHeaderTimeout = old.Proxy.ReadHeaderTimeout
+	next.Proxy.MaxHeaderBytes = old.Proxy.MaxHeaderBytes
+	next.Proxy.ShutdownTimeout = old.Proxy.ShutdownTimeout
 }

@@ -162,6 +162,16 @@ func TestReloadTLSKeys(t *testing.T) {
 			},
 		},
 		{
+			name:         "proxy server settings",
+			yaml:         fmt.Sprintf(reloadYAML, "failover", reloadTLS+"proxy: {idle_timeout: 5s, read_header_timeout: 2s, max_header_bytes: 8192, shutdown_timeout: 1s}\n"),
+			needsRestart: []string{"proxy.idle_timeout", "proxy.read_header_timeout", "proxy.max_header_bytes", "proxy.shutdown_timeout"},
+			check: func(t *testing.T, old, next *config.Config) {
+				if next.Proxy.IdleTimeout != old.Proxy.IdleTimeout || next.Proxy.MaxHeaderBytes != old.Proxy.MaxHeaderBytes {
+					t.Errorf("proxy settings given to prepare: %+v, want the running ones", next.Proxy)
+				}
+			},
+		},
+		{
 			name: "ACME turned off",
 			yaml: fmt.Sprintf(reloadYAML, "failover", `tls:
   certificates:
