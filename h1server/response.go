@@ -62,6 +62,14 @@ func (w *response) WriteHeader(code int) {
 		if w.failed {
 			return
 		}
+		if code == http.StatusContinue && w.body != nil {
+			// A handler passing on its upstream's 100 Continue: one is
+			// enough, whoever sends it first.
+			if w.body.continueSent {
+				return
+			}
+			w.body.needContinue, w.body.continueSent = false, true
+		}
 		w.writeStatusLine(code)
 		w.writeHeader(true)
 		w.flush()
@@ -341,6 +349,7 @@ type requestBody struct {
 	src          io.ReadCloser
 	w            *response
 	needContinue bool
+	continueSent bool
 	sawEOF       bool
 	closed       bool
 }
@@ -352,6 +361,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	if b.needContinue {
 		b.needContinue = false
 		if !b.w.wroteHeader && !b.w.failed {
+			b.continueSent = true
 			b.w.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 			b.w.flush()
 		}

@@ -593,3 +593,23 @@ func TestAbortHandlerCutsTheAnswer(t *testing.T) {
 		t.Fatalf("reading a cut answer: %v, want unexpected EOF", err)
 	}
 }
+
+func TestOneContinueWhenTheHandlerSendsItToo(t *testing.T) {
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusContinue) // as ReverseProxy passes on its upstream's
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusContinue)
+		w.Write(b)
+	})})
+	cl := dial(t, addr)
+	cl.send("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+	if line, _ := cl.br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("got %q", line)
+	}
+	cl.br.ReadString('\n')
+	cl.send("data")
+	line, _ := cl.br.ReadString('\n')
+	if line != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("after the first 100 Continue: %q, want the answer", line)
+	}
+}
