@@ -104,7 +104,7 @@ func (c *conn) serve() {
 			buf = buf[:runtime.Stack(buf, false)]
 			c.s.logf("h1server: panic serving %s: %v\n%s", c.remoteAddr, err, buf)
 		}
-		c.close(hijacked)
+		c.close(hijacked || c.res.hijacked) // a handler that panics after Hijack still owns the connection
 	}()
 	for {
 		if c.br.Buffered() == 0 {
