@@ -38,6 +38,7 @@ type conn struct {
 	bw         *bufio.Writer
 	res        response
 	scratch    [32]byte
+	io         rawIO
 
 	// ctx is every request's context: it ends when the client is seen to
 	// leave, or when the connection closes.
@@ -63,8 +64,9 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	c.cr.c = c
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
+	c.io.init(rwc)
 	c.bw = writers.Get().(*bufio.Writer)
-	c.bw.Reset(rwc)
+	c.bw.Reset(&c.io)
 	c.res.c = c
 	c.res.header = http.Header{}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.std)
@@ -319,7 +321,7 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		cr.remain--
 		return 1, nil
 	}
-	n, err := cr.c.rwc.Read(p)
+	n, err := cr.c.io.read(p)
 	cr.remain -= int64(n)
 	return n, err
 }

@@ -613,3 +613,49 @@ func TestOneContinueWhenTheHandlerSendsItToo(t *testing.T) {
 		t.Fatalf("after the first 100 Continue: %q, want the answer", line)
 	}
 }
+
+func TestHijackedConnectionReadsAndWritesAtOnce(t *testing.T) {
+	// A WebSocket relays both ways at the same time; run under -race.
+	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		done := make(chan struct{})
+		go func() { // server pushes while it reads
+			defer close(done)
+			for i := 0; i < 200; i++ {
+				if _, err := brw.Writer.WriteString("tick\n"); err != nil {
+					return
+				}
+				brw.Writer.Flush()
+			}
+		}()
+		for i := 0; i < 200; i++ {
+			if _, err := brw.Reader.ReadString('\n'); err != nil {
+				t.Error(err)
+				break
+			}
+		}
+		<-done
+	})})
+	cl := dial(t, addr)
+	cl.send("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	if res, err := http.ReadResponse(cl.br, &http.Request{Method: "GET"}); err != nil || res.StatusCode != 101 {
+		t.Fatalf("got %v, %v", res, err)
+	}
+	go func() {
+		for i := 0; i < 200; i++ {
+			io.WriteString(cl.c, "tock\n")
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		if line, err := cl.br.ReadString('\n'); err != nil || line != "tick\n" {
+			t.Fatalf("line %d: %q, %v", i, line, err)
+		}
+	}
+}

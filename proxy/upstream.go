@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/internal/rawio"
 )
 
 // The lean upstream client.
@@ -315,7 +317,7 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 				return nil, nil, err
 			}
 			pc = &upConn{conn: c, ep: ep, br: bufReaders.Get().(*bufio.Reader), bw: bufWriters.Get().(*bufio.Writer)}
-			if sc, ok := c.(syscall.Conn); ok {
+			if sc, ok := c.(syscall.Conn); ok && rawio.Supported {
 				if raw, err := sc.SyscallConn(); err == nil {
 					pc.raw = raw
 					pc.rawStepFn = pc.rawStep

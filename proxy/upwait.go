@@ -4,6 +4,8 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/coopr-gslb/coopr-gslb/internal/rawio"
 )
 
 // Writing a request and waiting for its answer in one poller round.
@@ -66,13 +68,13 @@ func (pc *upConn) Read(p []byte) (int, error) {
 // asks to wait (false), then reads.
 func (pc *upConn) rawStep(fd uintptr) bool {
 	for len(pc.pending) > 0 {
-		n, err := syscall.Write(int(fd), pc.pending)
+		n, err := rawio.Write(fd, pc.pending)
 		if n > 0 {
 			pc.written += int64(n)
 			pc.pending = pc.pending[n:]
 		}
 		switch err {
-		case nil, syscall.EINTR:
+		case 0, syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return true // the caller writes the rest
@@ -87,9 +89,9 @@ func (pc *upConn) rawStep(fd uintptr) bool {
 		return false // written: wait for the answer
 	}
 	for {
-		n, err := syscall.Read(int(fd), pc.rawBuf)
+		n, err := rawio.Read(fd, pc.rawBuf)
 		switch err {
-		case nil:
+		case 0:
 			pc.rawN = n
 			return true
 		case syscall.EINTR:
