@@ -42,8 +42,7 @@ type conn struct {
 
 	// ctx is every request's context: it ends when the client is seen to
 	// leave, or when the connection closes.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx *connContext
 
 	state  atomic.Int32
 	since  atomic.Int64 // when the current state began, in Unix nanoseconds
@@ -71,7 +70,7 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	c.res.header = http.Header{}
 	ctx := context.WithValue(context.Background(), http.ServerContextKey, s.std)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, rwc.LocalAddr())
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx = newConnContext(ctx)
 	c.state.Store(stateIdle)
 	c.since.Store(time.Now().UnixNano())
 	return c
@@ -156,7 +155,7 @@ func (c *conn) serve() {
 
 // close ends the connection, unless a handler took it over.
 func (c *conn) close(hijacked bool) {
-	c.cancel()
+	c.ctx.end()
 	c.s.remove(c)
 	if hijacked {
 		return // the buffers went with the connection
@@ -260,7 +259,7 @@ func (c *conn) startBackgroundRead() {
 			return
 		}
 		if err != nil && !c.bgAborted.Load() {
-			c.cancel()
+			c.ctx.end()
 		}
 	}()
 }

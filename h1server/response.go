@@ -261,7 +261,7 @@ func (w *response) flush() error {
 func (w *response) fail() {
 	w.failed = true
 	w.closeAfter = true
-	w.c.cancel()
+	w.c.ctx.end()
 }
 
 // Hijack hands the connection to the handler, with what is buffered.

@@ -72,6 +72,11 @@ type upConn struct {
 	rawBuf      []byte
 	rawN        int
 	rawErr      error
+
+	// deadline is the current try's; the write deadline is set only when
+	// a write goes the ordinary way.
+	deadline         time.Time
+	writeDeadlineSet bool
 }
 
 // Write counts what reaches the connection, so a failed write knows whether
@@ -82,6 +87,10 @@ func (pc *upConn) Write(b []byte) (int, error) {
 		pc.deferWrite = false
 		pc.pending = b
 		return len(b), nil
+	}
+	if !pc.writeDeadlineSet && !pc.deadline.IsZero() {
+		_ = pc.conn.SetWriteDeadline(pc.deadline)
+		pc.writeDeadlineSet = true
 	}
 	n, err := pc.conn.Write(b)
 	pc.written += int64(n)
@@ -216,8 +225,12 @@ type exchange struct {
 	// state moves once from active to done (the handler finished with the
 	// connection) or to aborted (the client left or the stream was closed,
 	// and the connection with it).
-	state     atomic.Int32
-	stop      func() bool
+	state atomic.Int32
+	stop  func() bool
+	// hook and hookID, when the context offers an abort hook (h1server's
+	// does), replace stop: no context.AfterFunc per exchange.
+	hook      abortHooker
+	hookID    uint64
 	eof       bool
 	keepAlive bool
 	closed    bool
@@ -241,7 +254,9 @@ func (ex *exchange) abort() {
 // finish ends the exchange on the handler's goroutine, keeping the
 // connection for the next request when reuse is true.
 func (ex *exchange) finish(reuse bool) {
-	if ex.stop != nil {
+	if ex.hook != nil {
+		ex.hook.ClearAbort(ex.hookID)
+	} else if ex.stop != nil {
 		ex.stop()
 	}
 	if ex.state.CompareAndSwap(exActive, exDone) && reuse && ex.pc.br.Buffered() == 0 {
@@ -331,8 +346,16 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 		a.gotConn.Store(true)
 		ex := &exchange{pc: pc}
 		abort := ex.abort // one closure for both uses
-		ex.stop = context.AfterFunc(ctx, abort)
-		_ = pc.conn.SetDeadline(deadline)
+		if h, ok := ctx.(abortHooker); ok {
+			ex.hook, ex.hookID = h, h.SetAbort(abort)
+		} else {
+			ex.stop = context.AfterFunc(ctx, abort)
+		}
+		// The read deadline bounds the answer's wait, and the write of the
+		// request's last bytes with it (upwait.go); earlier bytes of a large
+		// request set the write deadline as they go (Write).
+		_ = pc.conn.SetReadDeadline(deadline)
+		pc.deadline, pc.writeDeadlineSet = deadline, false
 		pc.written, pc.writeFailed, pc.pending = 0, false, nil
 		var err error
 		if out == nil {
@@ -375,7 +398,11 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 			}
 			return nil, nil, leanErr(err, a)
 		}
-		_ = pc.conn.SetDeadline(time.Time{})
+		_ = pc.conn.SetReadDeadline(time.Time{})
+		if pc.writeDeadlineSet {
+			_ = pc.conn.SetWriteDeadline(time.Time{})
+			pc.writeDeadlineSet = false
+		}
 		ex.keepAlive = !res.Close && (out == nil || !out.Close)
 		if res.Body == http.NoBody || res.Body == nil {
 			ex.eof = true
@@ -388,6 +415,13 @@ func (st *reqState) leanRoundTrip(out *http.Request, ep *endpoint, a *attempt, t
 		}
 		return res, abort, nil
 	}
+}
+
+// abortHooker is a request context that runs one abort function when it
+// ends, set and cleared without allocating (h1server's connection context).
+type abortHooker interface {
+	SetAbort(abort func()) (id uint64)
+	ClearAbort(id uint64)
 }
 
 // errNoAnswer marks a connection that ended before any byte of an answer:
