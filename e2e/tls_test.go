@@ -2,59 +2,28 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"log"
-	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+	"github.com/coopr-gslb/coopr-gslb/internal/acmetest"
 )
 
 // withHTTPS adds listen.https to a config rendered by twoDCConfig.
 func withHTTPS(cfg, httpsAddr string) string {
 	return strings.Replace(cfg, "listen:\n", fmt.Sprintf("listen:\n  https: %q\n", httpsAddr), 1)
-}
-
-// httpsClient trusts roots and connects every host name to httpsAddr, so a
-// URL's host is what the client sends as SNI and Host, as a browser whose
-// DNS points at the GSLB would.
-func httpsClient(roots *x509.CertPool, httpsAddr string) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: roots},
-			ForceAttemptHTTP2: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, httpsAddr)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       10 * time.Second,
-	}
 }
 
 // echoOverHTTPS asks the simulator's /echo through the TLS listener and
@@ -110,11 +79,11 @@ func handshake(httpsAddr, serverName string, roots *x509.CertPool) error {
 func TestTLSStaticCertificates(t *testing.T) {
 	t.Parallel()
 	fleet := startFleet(t)
-	roots, certFile, keyFile := writeCAAndLeaf(t, t.TempDir(), "api.coopr.example.com", "coopr.example.com")
+	cert := acmetest.WriteCert(t, "api.coopr.example.com", "coopr.example.com")
 	_, httpAddr, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
-		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf("tls:\n  certificates:\n    - {cert: %q, key: %q}\n", certFile, keyFile)), httpsAddr)
+		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf("tls:\n  certificates:\n    - {cert: %q, key: %q}\n", cert.CertFile, cert.KeyFile)), httpsAddr)
 	})
-	client := httpsClient(roots, httpsAddr)
+	client := acmetest.HTTPSClient(cert.Roots, httpsAddr)
 
 	if dc := echoOverHTTPS(t, client, "api.coopr.example.com"); dc != "east" {
 		t.Errorf("HTTPS API request served by %q, want east (priority 1)", dc)
@@ -171,7 +140,7 @@ func TestTLSStaticCertificates(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Errorf("plain HTTP without redirect_http: %d", res.StatusCode)
 	}
-	if err := handshake(httpsAddr, "evil.example.test", roots); err == nil {
+	if err := handshake(httpsAddr, "evil.example.test", cert.Roots); err == nil {
 		t.Error("a TLS handshake for a name no certificate covers succeeded")
 	}
 }
@@ -187,30 +156,28 @@ func TestTLSReloadRereadsCertificates(t *testing.T) {
 	fleet := startFleet(t)
 	live := t.TempDir()
 	certFile, keyFile := filepath.Join(live, "fullchain.pem"), filepath.Join(live, "privkey.pem")
-	rootsA, certA, keyA := writeCAAndLeaf(t, t.TempDir(), "api.coopr.example.com", "coopr.example.com")
-	rootsB, certB, keyB := writeCAAndLeaf(t, t.TempDir(), "api.coopr.example.com", "coopr.example.com")
-	copyFile(t, certA, certFile)
-	copyFile(t, keyA, keyFile)
+	a := acmetest.WriteCert(t, "api.coopr.example.com", "coopr.example.com")
+	b := acmetest.WriteCert(t, "api.coopr.example.com", "coopr.example.com")
+	a.Install(t, certFile, keyFile)
 	g, _, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
 		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf("tls:\n  certificates:\n    - {cert: %q, key: %q}\n", certFile, keyFile)), httpsAddr)
 	})
 	const host = "api.coopr.example.com"
-	if err := handshake(httpsAddr, host, rootsA); err != nil {
+	if err := handshake(httpsAddr, host, a.Roots); err != nil {
 		t.Fatalf("the first certificate: %v", err)
 	}
 
-	copyFile(t, certB, certFile)
-	copyFile(t, keyB, keyFile)
+	b.Install(t, certFile, keyFile)
 	if err := g.cmd.Process.Signal(sighup); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the renewed certificate after SIGHUP", func() bool {
-		return handshake(httpsAddr, host, rootsB) == nil
+		return handshake(httpsAddr, host, b.Roots) == nil
 	})
-	if err := handshake(httpsAddr, host, rootsA); err == nil {
+	if err := handshake(httpsAddr, host, a.Roots); err == nil {
 		t.Error("the replaced certificate is still served")
 	}
-	echoOverHTTPS(t, httpsClient(rootsB, httpsAddr), host)
+	echoOverHTTPS(t, acmetest.HTTPSClient(b.Roots, httpsAddr), host)
 
 	// A missing file fails the whole reload: the policy change in the same
 	// file does not apply either.
@@ -258,21 +225,10 @@ func TestTLSReloadRereadsCertificates(t *testing.T) {
 	if logs := g.stderr.String(); !strings.Contains(logs, "reload failed") || !strings.Contains(logs, missing) {
 		t.Errorf("the log does not name the missing file:\n%s", logs)
 	}
-	if err := handshake(httpsAddr, host, rootsB); err != nil {
+	if err := handshake(httpsAddr, host, b.Roots); err != nil {
 		t.Errorf("after the failed reload: %v", err)
 	}
-	echoOverHTTPS(t, httpsClient(rootsB, httpsAddr), host)
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	echoOverHTTPS(t, acmetest.HTTPSClient(b.Roots, httpsAddr), host)
 }
 
 // TestTLSACMEFromPebble lets the binary obtain its certificates by itself
@@ -284,12 +240,12 @@ func copyFile(t *testing.T, from, to string) {
 func TestTLSACMEFromPebble(t *testing.T) {
 	t.Parallel()
 	fleet := startFleet(t)
-	var pb *pebbleServer
+	var pb *acmetest.Server
 	var storage string
 	g, httpAddr, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
 		_, httpPort, _ := net.SplitHostPort(httpAddr)
 		vaHTTP, _ := strconv.Atoi(httpPort)
-		pb, storage = startPebble(t, vaHTTP, vaHTTP), t.TempDir()
+		pb, storage = acmetest.Start(t, vaHTTP, vaHTTP), t.TempDir()
 		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf(`tls:
   redirect_http: true
   acme:
@@ -298,7 +254,7 @@ func TestTLSACMEFromPebble(t *testing.T) {
     ca_root: %q
     storage: %q
     on_demand: true
-`, pb.dirURL, pb.caRoot, storage)), httpsAddr)
+`, pb.DirURL, pb.CARoot, storage)), httpsAddr)
 	})
 
 	// Certificates are obtained ahead of use, with no handshake asking:
@@ -317,11 +273,11 @@ func TestTLSACMEFromPebble(t *testing.T) {
 		t.Errorf("coopr-gslb did not log serving an HTTP-01 challenge:\n%s", logs)
 	}
 
-	client := httpsClient(pb.root, httpsAddr)
+	client := acmetest.HTTPSClient(pb.Roots, httpsAddr)
 	// The listener may still be loading the stored certificate; give it a
 	// moment, bounded.
 	eventually(t, 10*time.Second, "HTTPS handshake with Pebble's certificate", func() bool {
-		return handshake(httpsAddr, "api.coopr.example.com", pb.root) == nil
+		return handshake(httpsAddr, "api.coopr.example.com", pb.Roots) == nil
 	})
 	if dc := echoOverHTTPS(t, client, "api.coopr.example.com"); dc != "east" {
 		t.Errorf("HTTPS API request served by %q, want east", dc)
@@ -345,14 +301,14 @@ func TestTLSACMEFromPebble(t *testing.T) {
 
 	// A name no service claims gets no certificate, and on-demand issuance
 	// does not even ask Pebble for one.
-	before := pb.orders.Load()
-	if err := handshake(httpsAddr, "evil.example.test", pb.root); err == nil {
+	before := pb.Orders()
+	if err := handshake(httpsAddr, "evil.example.test", pb.Roots); err == nil {
 		t.Error("a certificate was served for a name no service claims")
 	}
 	if _, err := client.Get("https://unclaimed.coopr.example.com/"); err == nil {
 		t.Error("an HTTPS request for an unclaimed name under the zone succeeded")
 	}
-	if after := pb.orders.Load(); after != before {
+	if after := pb.Orders(); after != before {
 		t.Errorf("%d certificates ordered from Pebble for unclaimed SNIs", after-before)
 	}
 
@@ -448,157 +404,4 @@ func tryStartGSLB(t *testing.T, cfgPath, admin string) (*gslb, error) {
 	}
 	t.Fatalf("coopr-gslb not ready after %s:\n%s", limit, g.stderr.String())
 	return nil, nil
-}
-
-// writeCAAndLeaf makes a private CA and a leaf certificate for names that it
-// signs, writes the leaf and its key as PEM files in dir, and returns a
-// pool that trusts the CA.
-func writeCAAndLeaf(t *testing.T, dir string, names ...string) (roots *x509.CertPool, certFile, keyFile string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "coopr-gslb e2e test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: names[0]},
-		DNSNames:     names,
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "leaf.pem"), filepath.Join(dir, "leaf-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", leafDER)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	roots = x509.NewCertPool()
-	roots.AddCert(caCert)
-	return roots, certFile, keyFile
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// pebbleServer is Pebble, Let's Encrypt's ACME test server, in this process.
-type pebbleServer struct {
-	dirURL string         // the ACME directory
-	caRoot string         // PEM file of the root that signs Pebble's own HTTPS certificate
-	root   *x509.CertPool // the root that signs the certificates Pebble issues
-	orders atomic.Int64   // new orders received
-}
-
-// pebbleEnv sets the variables Pebble reads when it is built: no random
-// sleeps before validating, no deliberately rejected nonces, and a fresh
-// authorization per order. Process-wide, so set once; parallel tests cannot
-// use t.Setenv.
-var pebbleEnv sync.Once
-
-// startPebble starts Pebble on loopback. Its validation authority connects
-// to 127.0.0.1:httpPort for HTTP-01 and 127.0.0.1:tlsPort for TLS-ALPN-01:
-// every name resolves to 127.0.0.1 through a DNS stub on loopback.
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleServer {
-	t.Helper()
-	pebbleEnv.Do(func() {
-		os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-		os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-		os.Setenv("PEBBLE_AUTHZREUSE", "0")
-	})
-	// Pebble's goroutines may log after the test ends, so not to t.Log.
-	logger := log.New(io.Discard, "", 0)
-	if testing.Verbose() {
-		logger = log.New(os.Stderr, "pebble ", log.Lmicroseconds)
-	}
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, httpPort, tlsPort, false, startLoopbackDNS(t), store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	pb := &pebbleServer{}
-	acme := front.Handler()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/order-plz" {
-			pb.orders.Add(1)
-		}
-		acme.ServeHTTP(w, r)
-	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-
-	pb.caRoot = filepath.Join(t.TempDir(), "acme-server-root.pem")
-	writePEM(t, pb.caRoot, "CERTIFICATE", srv.Certificate().Raw)
-	pb.root = x509.NewCertPool()
-	pb.root.AddCert(authority.GetRootCert(0).Cert)
-	pb.dirURL = srv.URL + wfe.DirectoryPath
-	return pb
-}
-
-// startLoopbackDNS answers every A query with 127.0.0.1, over TCP as
-// Pebble's validation authority asks, and returns its address.
-func startLoopbackDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{Listener: ln, NotifyStartedFunc: func() { close(started) }, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, &dns.A{
-				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-				A:   net.IPv4(127, 0, 0, 1),
-			})
-		}
-		_ = w.WriteMsg(m)
-	})}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		t.Fatalf("DNS stub: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("DNS stub did not start")
-	}
-	t.Cleanup(func() {
-		if err := srv.Shutdown(); err != nil && !errors.Is(err, net.ErrClosed) {
-			t.Logf("DNS stub shutdown: %v", err)
-		}
-		<-served
-	})
-	return ln.Addr().String()
 }

@@ -3,106 +3,23 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"log"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
-
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/internal/acmetest"
 )
-
-// pebble is an ACME server on loopback: Let's Encrypt's test CA, in process.
-type pebble struct {
-	dirURL string
-	caRoot string         // file with the PEM root of the ACME server's own HTTPS certificate
-	root   *x509.CertPool // the root that signs the certificates it issues
-	orders atomic.Int64   // new orders received
-}
-
-// startPebble starts Pebble, whose validation authority checks HTTP-01 on
-// httpPort and TLS-ALPN-01 on tlsPort of 127.0.0.1: every name resolves
-// there through a loopback DNS server.
-func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
-	t.Helper()
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-	logger := log.New(io.Discard, "", 0)
-	if testing.Verbose() {
-		logger = log.New(os.Stderr, "pebble ", log.Lmicroseconds)
-	}
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, httpPort, tlsPort, false, startLoopbackDNS(t), store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	pb := &pebble{}
-	acme := front.Handler()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/order-plz" {
-			pb.orders.Add(1)
-		}
-		acme.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-
-	caRoot := filepath.Join(t.TempDir(), "acme-root.pem")
-	writePEM(t, caRoot, "CERTIFICATE", srv.Certificate().Raw)
-	pool := x509.NewCertPool()
-	pool.AddCert(authority.GetRootCert(0).Cert)
-	pb.dirURL, pb.caRoot, pb.root = srv.URL+wfe.DirectoryPath, caRoot, pool
-	return pb
-}
-
-// startLoopbackDNS answers every A query with 127.0.0.1, over TCP as
-// Pebble's validation authority asks.
-func startLoopbackDNS(t *testing.T) string {
-	t.Helper()
-	ln := listen(t)
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		if len(q.Question) == 1 && q.Question[0].Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, &dns.A{
-				Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1},
-				A:   net.IPv4(127, 0, 0, 1),
-			})
-		}
-		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // tlsEnv is a proxy serving a plain and a TLS listener, as main wires it.
 type tlsEnv struct {
@@ -139,22 +56,6 @@ func startTLSEnv(t *testing.T, yaml string, addrs map[string]string, httpLn, htt
 	return &tlsEnv{env: e, tls: tl, httpLn: httpLn, httpsLn: httpsLn}
 }
 
-// httpsClient trusts roots and connects every name to the TLS listener.
-func (te *tlsEnv) httpsClient(roots *x509.CertPool) *http.Client {
-	addr := te.httpsLn.Addr().String()
-	return &http.Client{
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: roots},
-			ForceAttemptHTTP2: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, addr)
-			},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Timeout:       10 * time.Second,
-	}
-}
-
 func tlsYAML(extra string) string {
 	return `
 listen: {http: "127.0.0.1:0", https: "127.0.0.1:0", dns: "", admin: ""}
@@ -188,15 +89,15 @@ func TestTLSWithACME(t *testing.T) {
 			} else {
 				vaHTTP = port(httpsLn)
 			}
-			pb := startPebble(t, vaHTTP, vaTLS)
+			pb := acmetest.Start(t, vaHTTP, vaTLS)
 			storage := t.TempDir()
 			te := startTLSEnv(t, tlsYAML(`
 tls:
   redirect_http: true
   acme:
     email: ops@coopr.test
-    ca: `+pb.dirURL+`
-    ca_root: `+pb.caRoot+`
+    ca: `+pb.DirURL+`
+    ca_root: `+pb.CARoot+`
     storage: `+storage+`
     on_demand: true
 `), map[string]string{"w": backend.addr()}, httpLn, httpsLn, tc.httpForACME)
@@ -209,7 +110,7 @@ tls:
 			if got := te.tls.Names(); len(got) != 1 || got[0] != "api.coopr.test" {
 				t.Fatalf("managed names %v", got)
 			}
-			client := te.httpsClient(pb.root)
+			client := acmetest.HTTPSClient(pb.Roots, te.httpsLn.Addr().String())
 			res, err := client.Get("https://api.coopr.test/v2/clusters")
 			if err != nil {
 				t.Fatal(err)
@@ -231,11 +132,11 @@ tls:
 					t.Fatalf("on-demand certificate: %v", err)
 				}
 				res.Body.Close()
-				before := pb.orders.Load()
+				before := pb.Orders()
 				if _, err := client.Get("https://evil.example.test/"); err == nil {
 					t.Fatal("a certificate was served for a name no service claims")
 				}
-				if after := pb.orders.Load(); after != before {
+				if after := pb.Orders(); after != before {
 					t.Fatalf("%d certificates ordered for an unclaimed SNI", after-before)
 				}
 			}
@@ -270,17 +171,17 @@ tls:
 func TestTLSWithStaticCertificates(t *testing.T) {
 	backend := newBackend(t, "west", ok("west"))
 	dir := t.TempDir()
-	certFile, keyFile, roots := selfSigned(t, dir, "api.coopr.test")
+	cert := acmetest.WriteCert(t, "api.coopr.test")
 	httpLn, httpsLn := listen(t), listen(t)
 	te := startTLSEnv(t, tlsYAML(`
 tls:
   certificates:
-    - {cert: `+certFile+`, key: `+keyFile+`}
+    - {cert: `+cert.CertFile+`, key: `+cert.KeyFile+`}
 `), map[string]string{"w": backend.addr()}, httpLn, httpsLn, true)
 	if err := te.tls.Manage(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
-	res, err := te.httpsClient(roots).Get("https://api.coopr.test/")
+	res, err := acmetest.HTTPSClient(cert.Roots, httpsLn.Addr().String()).Get("https://api.coopr.test/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,46 +204,10 @@ tls:
 
 	cfg := te.cfg
 	bad := *cfg
-	bad.TLS = config.TLS{Certificates: []config.CertKey{{Cert: filepath.Join(dir, "missing.pem"), Key: keyFile}}}
+	bad.TLS = config.TLS{Certificates: []config.CertKey{{Cert: filepath.Join(dir, "missing.pem"), Key: cert.KeyFile}}}
 	if _, err := NewTLS(&bad, TLSOptions{HTTPSAddr: httpsLn.Addr().String()}); err == nil || !strings.Contains(err.Error(), "tls.certificates[0]") {
 		t.Fatalf("a missing certificate file: %v", err)
 	}
-}
-
-// selfSigned writes a certificate for name and its key, and returns them
-// with a pool that trusts the certificate.
-func selfSigned(t *testing.T, dir, name string) (certFile, keyFile string, roots *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		DNSNames:              []string{name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	cert, _ := x509.ParseCertificate(der)
-	roots = x509.NewCertPool()
-	roots.AddCert(cert)
-	return certFile, keyFile, roots
 }
 
 // slogForTest sends a log to the test's output.
@@ -362,15 +227,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 // nothing, not even the good pairs listed before it.
 func TestTLSReload(t *testing.T) {
 	backend := newBackend(t, "west", ok("west"))
-	certA, keyA, _ := selfSigned(t, t.TempDir(), "api.coopr.test")
-	certB, keyB, _ := selfSigned(t, t.TempDir(), "api.coopr.test")
-	certUI, keyUI, _ := selfSigned(t, t.TempDir(), "ui.coopr.test")
+	a := acmetest.WriteCert(t, "api.coopr.test")
+	b := acmetest.WriteCert(t, "api.coopr.test")
+	ui := acmetest.WriteCert(t, "ui.coopr.test")
 	// The listener reads files at fixed paths, which certbot or a PKI
 	// agent renews in place.
 	live := t.TempDir()
 	certFile, keyFile := filepath.Join(live, "fullchain.pem"), filepath.Join(live, "privkey.pem")
-	copyFile(t, certA, certFile)
-	copyFile(t, keyA, keyFile)
+	a.Install(t, certFile, keyFile)
 	httpLn, httpsLn := listen(t), listen(t)
 	te := startTLSEnv(t, tlsYAML(`
 tls:
@@ -378,16 +242,15 @@ tls:
     - {cert: `+certFile+`, key: `+keyFile+`}
 `), map[string]string{"w": backend.addr()}, httpLn, httpsLn, true)
 	addr := httpsLn.Addr().String()
-	wantLeaf(t, addr, "api.coopr.test", certA)
+	wantLeaf(t, addr, "api.coopr.test", a.CertFile)
 
 	// Renewed files are served once a reload reads them, not before.
-	copyFile(t, certB, certFile)
-	copyFile(t, keyB, keyFile)
-	wantLeaf(t, addr, "api.coopr.test", certA)
+	b.Install(t, certFile, keyFile)
+	wantLeaf(t, addr, "api.coopr.test", a.CertFile)
 	if err := te.tls.Reload(te.cfg); err != nil {
 		t.Fatalf("reload of renewed files: %v", err)
 	}
-	wantLeaf(t, addr, "api.coopr.test", certB)
+	wantLeaf(t, addr, "api.coopr.test", b.CertFile)
 
 	for _, tc := range []struct {
 		name  string
@@ -396,18 +259,18 @@ tls:
 	}{
 		{
 			"missing certificate file",
-			[]config.CertKey{{Cert: certUI, Key: keyUI}, {Cert: filepath.Join(live, "missing.pem"), Key: keyFile}},
+			[]config.CertKey{{Cert: ui.CertFile, Key: ui.KeyFile}, {Cert: filepath.Join(live, "missing.pem"), Key: keyFile}},
 			[]string{"tls.certificates[1].cert", filepath.Join(live, "missing.pem"), "no such file"},
 		},
 		{
 			"missing key file",
-			[]config.CertKey{{Cert: certUI, Key: keyUI}, {Cert: certFile, Key: filepath.Join(live, "missing-key.pem")}},
+			[]config.CertKey{{Cert: ui.CertFile, Key: ui.KeyFile}, {Cert: certFile, Key: filepath.Join(live, "missing-key.pem")}},
 			[]string{"tls.certificates[1].key", "missing-key.pem"},
 		},
 		{
 			"key of another certificate",
-			[]config.CertKey{{Cert: certUI, Key: keyUI}, {Cert: certFile, Key: keyUI}},
-			[]string{"tls.certificates[1]", certFile, keyUI, "private key does not match"},
+			[]config.CertKey{{Cert: ui.CertFile, Key: ui.KeyFile}, {Cert: certFile, Key: ui.KeyFile}},
+			[]string{"tls.certificates[1]", certFile, ui.KeyFile, "private key does not match"},
 		},
 		{
 			"no certificate and no ACME",
@@ -425,7 +288,7 @@ tls:
 					t.Errorf("error %q does not say %q", err, w)
 				}
 			}
-			wantLeaf(t, addr, "api.coopr.test", certB)
+			wantLeaf(t, addr, "api.coopr.test", b.CertFile)
 			if leaf, err := servedLeaf(addr, "ui.coopr.test"); err == nil {
 				t.Errorf("a failed reload left %v cached", leaf.DNSNames)
 			}
@@ -434,12 +297,12 @@ tls:
 
 	// A pair no longer listed is no longer served; redirect_http applies
 	// without a restart.
-	next := withCertificates(te.cfg, config.CertKey{Cert: certUI, Key: keyUI})
+	next := withCertificates(te.cfg, config.CertKey{Cert: ui.CertFile, Key: ui.KeyFile})
 	next.TLS.RedirectHTTP = true
 	if err := te.tls.Reload(next); err != nil {
 		t.Fatal(err)
 	}
-	wantLeaf(t, addr, "ui.coopr.test", certUI)
+	wantLeaf(t, addr, "ui.coopr.test", ui.CertFile)
 	if leaf, err := servedLeaf(addr, "api.coopr.test"); err == nil {
 		t.Errorf("a removed certificate is still served: %v", leaf.DNSNames)
 	}
@@ -462,13 +325,13 @@ func TestTLSReloadWithACME(t *testing.T) {
 	backend := newBackend(t, "west", ok("west"))
 	httpLn, httpsLn := listen(t), listen(t)
 	// Validation can only succeed over HTTP-01.
-	pb := startPebble(t, port(httpLn), port(httpLn))
+	pb := acmetest.Start(t, port(httpLn), port(httpLn))
 	yaml := tlsYAML(`
 tls:
   acme:
     email: ops@coopr.test
-    ca: ` + pb.dirURL + `
-    ca_root: ` + pb.caRoot + `
+    ca: ` + pb.DirURL + `
+    ca_root: ` + pb.CARoot + `
     storage: ` + t.TempDir() + `
 `)
 	addrs := map[string]string{"w": backend.addr()}
@@ -480,7 +343,7 @@ tls:
 	}
 	addr := httpsLn.Addr().String()
 	verified := func(name string) error {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: pb.root})
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: name, RootCAs: pb.Roots})
 		if err == nil {
 			c.Close()
 		}
@@ -524,17 +387,6 @@ func withCertificates(cfg *config.Config, pairs ...config.CertKey) *config.Confi
 	c := *cfg
 	c.TLS.Certificates = pairs
 	return &c
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // servedLeaf returns the certificate the TLS listener at addr presents for
