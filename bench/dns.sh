@@ -28,6 +28,8 @@
 #   BASE_BIN=path   also measure this coopr-gslb binary, as coopr-gslb-base
 #   KEEP_TMP=1      keep the working directory (configs, logs, dnsperf output)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -36,80 +38,20 @@ CONTENDERS=${CONTENDERS:-"knot coopr-gslb pdns-lua-shared pdns-lua-yes gdnsd"}
 if [[ -n ${BASE_BIN:-} && " $CONTENDERS " != *" coopr-gslb-base "* ]]; then
 	CONTENDERS+=" coopr-gslb-base"
 fi
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/coopr-dnsbench.XXXXXX")
+bench_init coopr-dnsbench
 
 ZONE=gslb.example.com
 DC1=127.0.0.1:18081
 DC2=127.0.0.1:18082
 declare -A PORT=([coopr-gslb]=15301 [pdns-lua-shared]=15302 [pdns-lua-yes]=15303 [gdnsd]=15304 [knot]=15305 [coopr-gslb-base]=15306)
 
-PIDS=()
-POLICY_CREATED=0
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-	log "dns.sh: $*"
-	exit 1
-}
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	if ((POLICY_CREATED)); then
-		rm -f /usr/sbin/policy-rc.d
-	fi
-	if [[ ${KEEP_TMP:-0} == 1 ]]; then
-		log "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-}
-trap cleanup EXIT
-
-# install_packages installs what is missing. A policy-rc.d that exits 101
-# keeps the packages' own services from starting on port 53 during the
-# install; we run our own instances on high loopback ports.
+# install_packages installs what is missing; install_missing keeps the
+# packages' own services from starting on port 53 during the install.
 install_packages() {
-	local missing=() pkg
-	command -v dnsperf >/dev/null || missing+=(dnsperf)
-	command -v pdns_server >/dev/null || missing+=(pdns-server)
-	dpkg -s pdns-backend-bind >/dev/null 2>&1 || missing+=(pdns-backend-bind)
-	command -v gdnsd >/dev/null || missing+=(gdnsd)
-	command -v knotd >/dev/null || missing+=(knot)
-	command -v kdig >/dev/null || missing+=(knot-dnsutils) # to check every answer before measuring
-	command -v curl >/dev/null || missing+=(curl)
-	((${#missing[@]} == 0)) && return
-	((EUID == 0)) || die "need root to install: ${missing[*]}"
-	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		POLICY_CREATED=1
-	fi
-	log "installing ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$TMP/apt.log"
-	if ((POLICY_CREATED)); then
-		rm -f /usr/sbin/policy-rc.d
-		POLICY_CREATED=0
-	fi
-	# Should a service have started anyway, stop it.
-	for pkg in pdns gdnsd knot; do
-		systemctl stop "$pkg" 2>/dev/null || true
-	done
-}
-
-# start runs a command in the background with its output in $TMP/NAME.log.
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PIDS+=($!)
+	want_cmd dnsperf pdns_server:pdns-server
+	want_pkg pdns-backend-bind
+	want_cmd gdnsd knotd:knot kdig:knot-dnsutils curl # kdig checks every answer before measuring
+	install_missing pdns gdnsd knot
 }
 
 # zone_common is the part of the zone every contender serves alike.
@@ -138,8 +80,8 @@ write_queries() {
 setup_coopr_gslb() {
 	local name=$1 bin=$2
 	if [[ -z $bin ]]; then
-		(cd "$REPO" && go build -o "$TMP/coopr-gslb" .) || die "building coopr-gslb failed"
-		bin=$TMP/coopr-gslb
+		build_gslb
+		bin=$GSLB
 	fi
 	cat >"$TMP/$name.yaml" <<EOF
 listen:
@@ -278,7 +220,7 @@ ready() {
 		sleep 0.5
 	done
 	log "$name is not answering correctly on port $port (api=${api:-none} static=${static:-none} nx=${nx:-none}); see $TMP/$name.log:"
-	tail -5 "$TMP/$name.log" >&2 || true
+	show_log "$name"
 	return 1
 }
 
@@ -289,13 +231,11 @@ measure() {
 	awk '/Queries per second:/ { printf "%.0f", $4; found = 1 } END { if (!found) printf "0" }' "$out"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 main() {
 	command -v go >/dev/null || die "go is required to build coopr-gslb"
 	install_packages
 	write_queries
-	(cd "$REPO" && go build -o "$TMP/simdcs" ./bench/internal/simdcs) || die "building simdcs failed"
+	build simdcs ./bench/internal/simdcs
 	start simdcs "$TMP/simdcs" -dc "dc1=$DC1" -dc "dc2=$DC2"
 
 	local name
@@ -314,48 +254,38 @@ main() {
 		esac
 	done
 	local live=()
-	for name in $CONTENDERS; do
-		if ready "$name"; then
-			live+=("$name")
-		else
-			log "skipping $name"
-		fi
-	done
-	((${#live[@]} > 0)) || die "no contender answers"
+	keep_ready live
 	[[ " ${live[*]} " == *" knot "* ]] || log "knot is not running: ratios will be empty"
 
-	log "dnsperf -c $CLIENTS -l $DURATION, $ROUNDS rounds of: ${live[*]} (load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs)"
+	log "dnsperf -c $CLIENTS -l $DURATION, $ROUNDS rounds of: ${live[*]} (load average $(loadavg) on $(nproc) CPUs)"
 	declare -A QPS
 	local round qps
 	for ((round = 1; round <= ROUNDS; round++)); do
 		for name in "${live[@]}"; do
 			qps=$(measure "$name" "$round")
 			QPS[$name,$round]=$qps
-			log "round $round: $name $qps q/s (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+			log "round $round: $name $qps q/s (load average $(loadavg))"
 		done
 	done
 
 	# The table: q/s per round with the ratio to Knot of the same round.
-	local header="round" row knot ratio
+	local header="round" row ratio
 	for name in "${live[@]}"; do header+=$(printf ' | %-24s' "$name"); done
 	echo
 	echo "$header"
 	for ((round = 1; round <= ROUNDS; round++)); do
 		row=$(printf '%-5s' "$round")
-		knot=${QPS[knot,$round]:-0}
 		for name in "${live[@]}"; do
 			qps=${QPS[$name,$round]}
-			ratio=$(awk -v a="$qps" -v b="$knot" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }')
+			ratio=$(ratio "$qps" "${QPS[knot,$round]:-0}")
 			row+=$(printf ' | %9s q/s  x%-8s' "$qps" "$ratio")
 		done
 		echo "$row"
 	done
 	row=$(printf '%-5s' "med")
 	for name in "${live[@]}"; do
-		qps=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${QPS[$name,$round]}"; done | median)
-		ratio=$(for ((round = 1; round <= ROUNDS; round++)); do
-			awk -v a="${QPS[$name,$round]}" -v b="${QPS[knot,$round]:-0}" 'BEGIN { if (b > 0) printf "%.4f\n", a / b }'
-		done | median)
+		qps=$(per_round QPS "$name" | median)
+		ratio=$(median_ratio QPS "$name" knot)
 		row+=$(printf ' | %9.0f q/s  x%-8.2f' "$qps" "$ratio")
 	done
 	echo "$row"
@@ -366,13 +296,11 @@ main() {
 		echo
 		for name in "${live[@]}"; do
 			[[ $name == coopr-gslb ]] && continue
-			ratio=$(for ((round = 1; round <= ROUNDS; round++)); do
-				awk -v a="${QPS[coopr-gslb,$round]}" -v b="${QPS[$name,$round]}" 'BEGIN { if (b > 0) printf "%.4f\n", a / b }'
-			done | median)
+			ratio=$(median_ratio QPS coopr-gslb "$name")
 			printf 'coopr-gslb / %-16s x%.2f (median of the rounds)\n' "$name" "$ratio"
 		done
 	fi
-	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
+	echo "load average at the end: $(loadavg) on $(nproc) CPUs"
 }
 
 main "$@"

@@ -85,6 +85,8 @@
 #                   its time; it costs CPU, so leave it off for the table
 #   KEEP_TMP=1      keep the working directory (configs, logs, records)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-500}
@@ -95,8 +97,7 @@ DNS_DOWN=${DNS_DOWN:-12}
 UP=${UP:-10}
 DNS_UP=${DNS_UP:-12}
 CONTENDERS=${CONTENDERS:-"direct coopr-gslb coopr-gslb-ss nginx haproxy haproxy-best caddy caddy-best coopr-gslb-dns pdns-lua gdnsd"}
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/coopr-failover.XXXXXX")
+bench_init coopr-failover
 
 ZONE=gslb.example.com
 HOST=api.$ZONE
@@ -130,75 +131,25 @@ declare -A KIND=(
 	[caddy]=http [caddy-best]=http [coopr-gslb-dns]=dns [pdns-lua]=dns [gdnsd]=dns
 )
 
-PIDS=()          # everything to stop on exit
 DC1_PID=""       # the primary's simulator, killed and restarted each run
 DC1_UP=0         # when it last listened, Unix ns
 CONTENDER_PID="" # the contender running now
-POLICY_CREATED=0
 
-log() { printf '%s\n' "$*" >&2; }
-die() {
-	log "failover.sh: $*"
-	exit 1
-}
-
-stop_pid() {
-	local pid=$1
-	[[ -n $pid ]] || return 0
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
+# cleanup stops the contender and dc1, which are not in PIDS, then the rest.
 cleanup() {
-	local pid
 	stop_pid "$CONTENDER_PID"
 	stop_pid "$DC1_PID"
-	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid"
-	done
-	if ((POLICY_CREATED)); then
-		rm -f /usr/sbin/policy-rc.d
-	fi
-	if [[ ${KEEP_TMP:-0} == 1 ]]; then
-		log "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
+	bench_cleanup
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-# install_packages installs what is missing. A policy-rc.d that exits 101
-# keeps the packages' own services from starting on ports 53 and 80 during
-# the install; we run our own instances on high loopback ports.
+# install_packages installs what is missing; install_missing keeps the
+# packages' own services from starting on ports 53 and 80 during the install.
 install_packages() {
-	local missing=() pkg
-	command -v haproxy >/dev/null || missing+=(haproxy)
-	command -v nginx >/dev/null || missing+=(nginx)
-	command -v caddy >/dev/null || missing+=(caddy)
-	command -v pdns_server >/dev/null || missing+=(pdns-server)
-	dpkg -s pdns-backend-bind >/dev/null 2>&1 || missing+=(pdns-backend-bind)
-	command -v gdnsd >/dev/null || missing+=(gdnsd)
-	command -v kdig >/dev/null || missing+=(knot-dnsutils)
-	command -v curl >/dev/null || missing+=(curl)
-	((${#missing[@]} == 0)) && return
-	((EUID == 0)) || die "need root to install: ${missing[*]}"
-	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		POLICY_CREATED=1
-	fi
-	log "installing ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$TMP/apt.log"
-	if ((POLICY_CREATED)); then
-		rm -f /usr/sbin/policy-rc.d
-		POLICY_CREATED=0
-	fi
-	# Should a service have started anyway, stop it.
-	for pkg in haproxy nginx caddy pdns gdnsd; do
-		systemctl stop "$pkg" 2>/dev/null || service "$pkg" stop >/dev/null 2>&1 || true
-	done
+	want_cmd haproxy nginx caddy pdns_server:pdns-server
+	want_pkg pdns-backend-bind
+	want_cmd gdnsd kdig:knot-dnsutils curl
+	install_missing haproxy nginx caddy pdns gdnsd
 }
 
 now_ns() { date +%s%N; }
@@ -221,17 +172,13 @@ start_dc1() {
 }
 
 start_backends() {
-	(cd "$REPO" && go build -o "$TMP/simdcs" ./bench/internal/simdcs) || die "building simdcs failed"
-	(cd "$REPO" && go build -o "$TMP/openloop" ./bench/internal/openloop) || die "building openloop failed"
-	"$TMP/simdcs" -dc "dc2=$DC2" >"$TMP/dc2.log" 2>&1 &
-	PIDS+=($!)
+	build simdcs ./bench/internal/simdcs
+	build openloop ./bench/internal/openloop
+	start dc2 "$TMP/simdcs" -dc "dc2=$DC2"
 	start_dc1
-	local dc deadline=$((SECONDS + 20))
+	local dc
 	for dc in "$DC1" "$DC2"; do
-		until curl -fsS -o /dev/null "http://$dc/status" 2>/dev/null; do
-			((SECONDS < deadline)) || die "simulator $dc not answering"
-			sleep 0.1
-		done
+		wait_http "http://$dc/status" 20 || die "simulator $dc not answering"
 	done
 }
 
@@ -478,12 +425,9 @@ ready() {
 		return 0
 	done
 	log "$name does not answer from dc1 (http: ${body:-nothing}; dns: ${ans:-nothing}); see $TMP/$name.log:"
-	tail -5 "$TMP/$name.log" >&2 || true
+	show_log "$name"
 	return 1
 }
-
-# cpu_sample prints the machine's busy and steal jiffies from /proc/stat.
-cpu_sample() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 
 # run_one runs the scenario once against NAME and stores its figures in RES.
 run_one() {
@@ -542,8 +486,6 @@ run_one() {
 	log "round $round $name: $line"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 # med NAME KEY prints the median of KEY over NAME's rounds. A figure that
 # did not happen within a run ("-": never failed back, never flipped)
 # counts as larger than any number, so a median that lands on one prints
@@ -556,7 +498,7 @@ med() {
 		[[ -z $v ]] && continue
 		[[ $v == - ]] && v=1e18
 		echo "$v"
-	done | median)
+	done | median_or "")
 	if [[ -z $out ]]; then
 		echo "-"
 	elif awk -v v="$out" 'BEGIN { exit !(v >= 1e17) }'; then
@@ -580,18 +522,10 @@ cell() {
 	fi
 }
 
-versions() {
-	echo "versions: $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); caddy $(caddy version 2>/dev/null | cut -d' ' -f1); $(pdns_server --version 2>&1 | grep -o 'PowerDNS Authoritative Server [0-9.]*' | head -1); $(gdnsd -V 2>&1 | grep -o 'gdnsd version [0-9.]*' | head -1); $(go version | cut -d' ' -f3)"
-}
-
 main() {
 	command -v go >/dev/null || die "go is required to build coopr-gslb and the load tool"
 	install_packages
-	GSLB=${GSLB_BIN:-}
-	if [[ -z $GSLB ]]; then
-		(cd "$REPO" && go build -o "$TMP/coopr-gslb" .) || die "building coopr-gslb failed"
-		GSLB=$TMP/coopr-gslb
-	fi
+	build_gslb
 	start_backends
 
 	local name
@@ -623,10 +557,10 @@ main() {
 	done
 
 	echo
-	echo "machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo))"
+	echo "machine: $(cpu_desc)"
 	echo "uptime before: $load_before"
 	echo "uptime after:  $(uptime)"
-	versions
+	echo "versions: $(version_of haproxy); $(version_of nginx); $(version_of caddy); $(version_of pdns); $(version_of gdnsd); $(version_of go)"
 	echo "HTTP: open loop $RATE req/s GET $URL_PATH; dc1 SIGKILLed after ${WARM}s, restarted ${DOWN}s later, watched ${UP}s"
 	echo "DNS-only: polled every $POLL; dc1 dead ${DNS_DOWN}s, watched ${DNS_UP}s; coopr-gslb(-ss) rows poll DNS during their HTTP run"
 	echo

@@ -32,14 +32,15 @@
 #   GSLB_BIN=path   use this binary instead of building the repository's
 #   KEEP_TMP=1      keep the working directory (configs, logs, wrk output)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 CONTENDERS=${CONTENDERS:-"direct coopr-gslb haproxy nginx caddy"}
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/coopr-proxybench.XXXXXX")
+bench_init coopr-proxybench
 
 HOST=api.bench.example.com
 URL_PATH=/v2/clusters
@@ -54,99 +55,32 @@ declare -A ADDR=(
 	[caddy]=127.0.0.1:$((BASE_PORT + 14))
 )
 
-PIDS=()
-declare -A PID # contender (or simdcs) -> the process whose CPU time it costs
-POLICY_CREATED=0
-
-log() { printf '%s\n' "$*" >&2; }
-die() {
-	log "proxy.sh: $*"
-	exit 1
-}
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	if ((POLICY_CREATED)); then
-		rm -f /usr/sbin/policy-rc.d
-	fi
-	if [[ ${KEEP_TMP:-0} == 1 ]]; then
-		log "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# install_packages installs what is missing. A policy-rc.d that exits 101
-# keeps the packages' own services from starting on port 80 during the
-# install; we run our own instances on high loopback ports.
+# install_packages installs what is missing; install_missing keeps the
+# packages' own services from starting on port 80 during the install.
 install_packages() {
-	local missing=() pkg
-	command -v wrk >/dev/null || missing+=(wrk)
-	command -v haproxy >/dev/null || missing+=(haproxy)
-	command -v nginx >/dev/null || missing+=(nginx)
-	command -v caddy >/dev/null || missing+=(caddy)
-	command -v curl >/dev/null || missing+=(curl)
-	((${#missing[@]} == 0)) && return
-	((EUID == 0)) || die "need root to install: ${missing[*]}"
-	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-		chmod 755 /usr/sbin/policy-rc.d
-		POLICY_CREATED=1
-	fi
-	log "installing ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$TMP/apt.log"
-	if ((POLICY_CREATED)); then
-		rm -f /usr/sbin/policy-rc.d
-		POLICY_CREATED=0
-	fi
-	# Should a service have started anyway, stop it.
-	for pkg in haproxy nginx caddy; do
-		systemctl stop "$pkg" 2>/dev/null || service "$pkg" stop >/dev/null 2>&1 || true
-	done
-}
-
-# start runs a command in the background with its output in $TMP/NAME.log.
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PIDS+=($!)
-	PID[$name]=$!
+	want_cmd wrk haproxy nginx caddy curl
+	install_missing haproxy nginx caddy
 }
 
 # start_backends runs the two simulated DCs and gives each one cluster, so
 # GET /v2/clusters answers a small JSON list.
 start_backends() {
-	(cd "$REPO" && go build -o "$TMP/simdcs" ./bench/internal/simdcs) || die "building simdcs failed"
+	build simdcs ./bench/internal/simdcs
 	start simdcs "$TMP/simdcs" -dc "dc1=$DC1" -dc "dc2=$DC2"
-	local deadline=$((SECONDS + 20)) dc
+	local dc
 	for dc in "$DC1" "$DC2"; do
-		until curl -fsS -o /dev/null "http://$dc/status" 2>/dev/null; do
-			((SECONDS < deadline)) || die "simulator $dc not answering; see $TMP/simdcs.log"
-			sleep 0.2
-		done
+		wait_http "http://$dc/status" 20 || die "simulator $dc not answering; see $TMP/simdcs.log"
 		curl -fsS -o /dev/null -X POST "http://$dc/v2/clusters" || die "creating a cluster on $dc failed"
 	done
 	log "backend answer: $(curl -fsS "http://$DC1$URL_PATH") ($(curl -fsS "http://$DC1$URL_PATH" | wc -c) bytes)"
 }
 
+# PID (from lib.sh's start) maps a contender to the process whose CPU time
+# it costs: direct's is the simulator's.
 setup_direct() { PID[direct]=${PID[simdcs]}; }
 
 setup_coopr_gslb() {
-	local bin=${GSLB_BIN:-}
-	if [[ -z $bin ]]; then
-		(cd "$REPO" && go build -o "$TMP/coopr-gslb" .) || die "building coopr-gslb failed"
-		bin=$TMP/coopr-gslb
-	fi
+	build_gslb
 	cat >"$TMP/gslb.yaml" <<EOF
 listen:
   http: "${ADDR[coopr-gslb]}"
@@ -174,7 +108,7 @@ services:
     check: {type: http, path: /status}
     policy: failover
 EOF
-	start coopr-gslb "$bin" run -config "$TMP/gslb.yaml"
+	start coopr-gslb "$GSLB" run -config "$TMP/gslb.yaml"
 }
 
 # setup_haproxy: its best failover per PEERS.md (redispatch, retry-on and
@@ -285,18 +219,8 @@ ready() {
 		sleep 0.5
 	done
 	log "$name does not answer from dc1 on ${ADDR[$name]} (got: ${body:-nothing}); see $TMP/$name.log:"
-	tail -5 "$TMP/$name.log" >&2 || true
+	show_log "$name"
 	return 1
-}
-
-# cpu_ticks prints the user+system CPU time, in clock ticks, that a process
-# and its children (nginx's workers) have used.
-cpu_ticks() {
-	local total=0 p
-	for p in "$1" $(pgrep -P "$1" || true); do
-		total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$total"
 }
 
 # measure runs wrk against a contender and prints "REQ_PER_S P99_MS ERRORS
@@ -326,31 +250,17 @@ measure() {
 	' "$out"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-# ratio prints a / b, or "-" when b is zero or missing.
-ratio() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
-
-# median_ratio prints the median over the rounds of A's METRIC over B's, each
-# ratio taken within its own round.
-median_ratio() {
-	local a=$1 b=$2 metric=$3 round
-	for ((round = 1; round <= ROUNDS; round++)); do
-		awk -v x="${RES[$a,$round,$metric]:-0}" -v y="${RES[$b,$round,$metric]:-0}" 'BEGIN { if (y > 0) printf "%.4f\n", x / y }'
-	done | median
-}
-
 machine_notes() {
-	echo "machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
-	echo "load average before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "versions: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); caddy $(caddy version 2>/dev/null | cut -d' ' -f1); $(go version | cut -d' ' -f3)"
+	echo "machine: $(cpu_desc), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "load average before: $LOAD_BEFORE; after: $(loadavg)"
+	echo "versions: $(version_of wrk); $(version_of haproxy); nginx version: $(version_of nginx); $(version_of caddy); $(version_of go)"
 	echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, GET $URL_PATH, $ROUNDS rounds"
 }
 
 main() {
 	command -v go >/dev/null || die "go is required to build coopr-gslb"
 	install_packages
-	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+	LOAD_BEFORE=$(loadavg)
 	start_backends
 
 	local name
@@ -365,14 +275,7 @@ main() {
 		esac
 	done
 	local live=()
-	for name in $CONTENDERS; do
-		if ready "$name"; then
-			live+=("$name")
-		else
-			log "skipping $name"
-		fi
-	done
-	((${#live[@]} > 0)) || die "no contender answers"
+	keep_ready live
 	[[ " ${live[*]} " == *" direct "* ]] || log "direct is not measured: ratios will be empty"
 
 	log "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of: ${live[*]}"
@@ -405,11 +308,11 @@ main() {
 		done
 	done
 	for name in "${live[@]}"; do
-		rps=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${RES[$name,$round,rps]}"; done | median)
-		p99=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${RES[$name,$round,p99]}"; done | median)
-		cpu=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${RES[$name,$round,cpu]}"; done | median)
+		rps=$(per_round RES "$name" rps | median)
+		p99=$(per_round RES "$name" p99 | median)
+		cpu=$(per_round RES "$name" cpu | median)
 		printf '| %-5s | %-10s | %9.0f | %6.2f | %9.2f | %6.2f | %11.1f | %6s |\n' med "$name" "$rps" \
-			"$(median_ratio "$name" direct rps)" "$p99" "$(median_ratio "$name" direct p99)" "$cpu" ""
+			"$(median_ratio RES "$name" direct rps)" "$p99" "$(median_ratio RES "$name" direct p99)" "$cpu" ""
 	done
 
 	# The issue's targets, on medians of per-round ratios.
@@ -418,7 +321,7 @@ main() {
 		local peer r want verdict
 		for peer in haproxy caddy nginx; do
 			[[ " ${live[*]} " == *" $peer "* ]] || continue
-			r=$(median_ratio coopr-gslb "$peer" rps)
+			r=$(median_ratio RES coopr-gslb "$peer" rps)
 			case $peer in
 			haproxy) want=0.8 ;;
 			caddy) want=1.0 ;;
@@ -429,10 +332,10 @@ main() {
 			printf 'coopr-gslb req/s / %-8s %.2f%s\n' "$peer" "$r" "$verdict"
 		done
 		if [[ " ${live[*]} " == *" haproxy "* ]]; then
-			r=$(median_ratio coopr-gslb haproxy p99)
+			r=$(median_ratio RES coopr-gslb haproxy p99)
 			verdict=$(awk -v r="$r" 'BEGIN { print (r <= 1.5) ? "met" : "MISSED" }')
 			printf 'coopr-gslb p99 / haproxy   %.2f  (target <= 1.5: %s)\n' "$r" "$verdict"
-			printf 'coopr-gslb CPU/req / haproxy %.2f\n' "$(median_ratio coopr-gslb haproxy cpu)"
+			printf 'coopr-gslb CPU/req / haproxy %.2f\n' "$(median_ratio RES coopr-gslb haproxy cpu)"
 		fi
 	fi
 }
