@@ -116,8 +116,12 @@ func (g *gslb) stop() {
 		_ = g.cmd.Process.Kill()
 		<-g.done
 	}
-	if g.t.Failed() {
-		g.t.Logf("coopr-gslb stderr:\n%s", g.stderr.String())
+	if logs := g.stderr.String(); strings.Contains(logs, "WARNING: DATA RACE") {
+		// The binary is built with -race: a race in it fails the test that
+		// drove it, with the report.
+		g.t.Errorf("coopr-gslb reported a data race:\n%s", logs)
+	} else if g.t.Failed() {
+		g.t.Logf("coopr-gslb stderr:\n%s", logs)
 	}
 }
 

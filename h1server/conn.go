@@ -46,7 +46,7 @@ type conn struct {
 
 	state  atomic.Int32
 	since  atomic.Int64 // when the current state began, in Unix nanoseconds
-	served bool         // a request was answered: the next wait is idle time
+	served atomic.Bool  // a request was answered: the next wait is idle time (the sweeper reads it)
 
 	// bgDone is closed when the background read of a streamed answer ends.
 	bgDone    chan struct{}
@@ -84,7 +84,7 @@ func (c *conn) expired(now time.Time) bool {
 	switch c.state.Load() {
 	case stateIdle:
 		limit = c.s.IdleTimeout
-		if !c.served || limit <= 0 {
+		if !c.served.Load() || limit <= 0 {
 			limit = c.s.ReadHeaderTimeout
 		}
 	case stateHeader:
@@ -145,7 +145,7 @@ func (c *conn) serve() {
 		if !w.finish() || c.ctx.Err() != nil {
 			return
 		}
-		c.served = true
+		c.served.Store(true)
 		c.since.Store(time.Now().UnixNano())
 		if !c.state.CompareAndSwap(stateActive, stateIdle) || c.s.closed.Load() {
 			return

@@ -659,3 +659,19 @@ func TestHijackedConnectionReadsAndWritesAtOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestSweeperRacesNothing(t *testing.T) {
+	// Under -race: the sweeper reads connection state while requests are
+	// answered one after another.
+	addr := start(t, &Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		ReadHeaderTimeout: time.Minute,
+		IdleTimeout:       time.Minute,
+	})
+	cl := dial(t, addr)
+	deadline := time.Now().Add(3 * sweepInterval)
+	for time.Now().Before(deadline) {
+		cl.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		cl.read("GET")
+	}
+}
