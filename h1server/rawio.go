@@ -57,20 +57,12 @@ func (r *rawIO) read(p []byte) (int, error) {
 }
 
 func (r *rawIO) readStep(fd uintptr) bool {
-	for {
-		n, errno := rawio.Read(fd, r.rbuf)
-		switch errno {
-		case 0:
-			r.rn = n
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		r.rerrno = errno
-		return true
+	n, errno, wait := rawio.ReadStep(fd, r.rbuf)
+	if wait {
+		return false
 	}
+	r.rn, r.rerrno = n, errno
+	return true
 }
 
 // Write writes all of p, waiting for the poller while the socket is full.
@@ -92,17 +84,11 @@ func (r *rawIO) Write(p []byte) (int, error) {
 }
 
 func (r *rawIO) writeStep(fd uintptr) bool {
-	for r.wn < len(r.wbuf) {
-		n, errno := rawio.Write(fd, r.wbuf[r.wn:])
-		r.wn += n
-		switch errno {
-		case 0, syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		r.werrno = errno
-		return true
+	n, errno, full := rawio.WriteStep(fd, r.wbuf[r.wn:])
+	r.wn += n
+	if full {
+		return false
 	}
+	r.werrno = errno
 	return true
 }

@@ -616,7 +616,9 @@ func TestOneContinueWhenTheHandlerSendsItToo(t *testing.T) {
 
 func TestHijackedConnectionReadsAndWritesAtOnce(t *testing.T) {
 	// A WebSocket relays both ways at the same time; run under -race.
+	served := make(chan struct{})
 	addr := start(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(served)
 		c, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			t.Error(err)
@@ -657,6 +659,12 @@ func TestHijackedConnectionReadsAndWritesAtOnce(t *testing.T) {
 		if line, err := cl.br.ReadString('\n'); err != nil || line != "tick\n" {
 			t.Fatalf("line %d: %q, %v", i, line, err)
 		}
+	}
+	// The connection stays open until the server has read every line.
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not read every line")
 	}
 }
 

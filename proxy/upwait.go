@@ -3,7 +3,6 @@ package proxy
 import (
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/coopr-gslb/coopr-gslb/internal/rawio"
 )
@@ -67,39 +66,29 @@ func (pc *upConn) Read(p []byte) (int, error) {
 // rawStep is the poller's read callback: it writes the kept request, then
 // asks to wait (false), then reads.
 func (pc *upConn) rawStep(fd uintptr) bool {
-	for len(pc.pending) > 0 {
-		n, err := rawio.Write(fd, pc.pending)
-		if n > 0 {
-			pc.written += int64(n)
-			pc.pending = pc.pending[n:]
-		}
-		switch err {
-		case 0, syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
+	if len(pc.pending) > 0 {
+		n, errno, full := rawio.WriteStep(fd, pc.pending)
+		pc.written += int64(n)
+		pc.pending = pc.pending[n:]
+		switch {
+		case errno != 0:
+			pc.pending = nil
+			pc.writeFailed = true
+			pc.rawErr = os.NewSyscallError("write", errno)
+			return true
+		case full:
 			return true // the caller writes the rest
 		}
 		pc.pending = nil
-		pc.writeFailed = true
-		pc.rawErr = os.NewSyscallError("write", err)
-		return true
-	}
-	if pc.pending != nil {
-		pc.pending = nil
 		return false // written: wait for the answer
 	}
-	for {
-		n, err := rawio.Read(fd, pc.rawBuf)
-		switch err {
-		case 0:
-			pc.rawN = n
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		pc.rawErr = os.NewSyscallError("read", err)
-		return true
+	n, errno, wait := rawio.ReadStep(fd, pc.rawBuf)
+	if wait {
+		return false
 	}
+	pc.rawN = n
+	if errno != 0 {
+		pc.rawErr = os.NewSyscallError("read", errno)
+	}
+	return true
 }

@@ -50,3 +50,37 @@ func Write(fd uintptr, p []byte) (int, syscall.Errno) {
 	}
 	return int(n), 0
 }
+
+// ReadStep is one turn of a poller read callback (syscall.RawConn.Read): it
+// reads into p, again after EINTR, and reports wait when the socket has
+// nothing yet (EAGAIN), for the callback to return false.
+func ReadStep(fd uintptr, p []byte) (n int, errno syscall.Errno, wait bool) {
+	for {
+		n, errno = Read(fd, p)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, 0, true
+		}
+		return n, errno, false
+	}
+}
+
+// WriteStep is one turn of a poller write callback: it writes as much of p
+// as the socket takes, again after EINTR, and reports full when the socket
+// would block with bytes of p left.
+func WriteStep(fd uintptr, p []byte) (n int, errno syscall.Errno, full bool) {
+	for n < len(p) {
+		m, e := Write(fd, p[n:])
+		n += m
+		switch e {
+		case 0, syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return n, 0, true
+		}
+		return n, e, false
+	}
+	return n, 0, false
+}

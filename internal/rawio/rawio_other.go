@@ -12,3 +12,9 @@ func Read(fd uintptr, p []byte) (int, syscall.Errno) { panic("rawio: not support
 
 // Write must not be called where Supported is false.
 func Write(fd uintptr, p []byte) (int, syscall.Errno) { panic("rawio: not supported") }
+
+// ReadStep must not be called where Supported is false.
+func ReadStep(fd uintptr, p []byte) (int, syscall.Errno, bool) { panic("rawio: not supported") }
+
+// WriteStep must not be called where Supported is false.
+func WriteStep(fd uintptr, p []byte) (int, syscall.Errno, bool) { panic("rawio: not supported") }
