@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,8 +118,8 @@ func (c *conn) serve() {
 			return // Shutdown closed it
 		}
 		c.since.Store(time.Now().UnixNano())
-		req, ok := readRequestFast(c.br)
-		if !ok {
+		req, fast := readRequestFast(c.br)
+		if !fast {
 			var err error
 			c.cr.limit(c.s.MaxHeaderBytes)
 			req, err = http.ReadRequest(c.br)
@@ -128,7 +129,7 @@ func (c *conn) serve() {
 				return
 			}
 		}
-		if code, msg := check(req); code != 0 {
+		if code, msg := check(req, !fast); code != 0 {
 			c.writeError(code, msg)
 			return
 		}
@@ -168,8 +169,10 @@ func (c *conn) close(hijacked bool) {
 }
 
 // check refuses what http.ReadRequest accepts but a server must not:
-// what net/http's server checks after reading a request.
-func check(req *http.Request) (int, string) {
+// what net/http's server checks after reading a request. The header
+// fields are checked only when fields is set: readRequestFast already
+// refused invalid names and values.
+func check(req *http.Request, fields bool) (int, string) {
 	if req.ProtoMajor != 1 {
 		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
@@ -179,13 +182,15 @@ func check(req *http.Request) (int, string) {
 	if !httpguts.ValidHostHeader(req.Host) {
 		return http.StatusBadRequest, "malformed Host header"
 	}
-	for k, vv := range req.Header {
-		if !httpguts.ValidHeaderFieldName(k) {
-			return http.StatusBadRequest, "invalid header name"
-		}
-		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return http.StatusBadRequest, "invalid header value"
+	if fields {
+		for k, vv := range req.Header {
+			if !httpguts.ValidHeaderFieldName(k) {
+				return http.StatusBadRequest, "invalid header name"
+			}
+			for _, v := range vv {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					return http.StatusBadRequest, "invalid header value"
+				}
 			}
 		}
 	}
@@ -216,12 +221,13 @@ func (c *conn) refuse(err error) {
 // writeError writes a short plain-text error and leaves the connection to
 // be closed, as net/http does for requests it cannot serve.
 func (c *conn) writeError(code int, msg string) {
-	text := itoaStatus(code) + " " + http.StatusText(code)
+	status := strconv.Itoa(code) + " " + http.StatusText(code)
+	text := status
 	if msg != "" {
 		text += ": " + msg
 	}
 	_ = c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(c.rwc, "HTTP/1.1 "+itoaStatus(code)+" "+http.StatusText(code)+
+	_, _ = io.WriteString(c.rwc, "HTTP/1.1 "+status+
 		"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"+text)
 	c.closeWriteAndWait()
 }
@@ -236,12 +242,6 @@ func (c *conn) closeWriteAndWait() {
 	}
 	_ = c.rwc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, _ = io.CopyN(io.Discard, c.rwc, 256<<10)
-}
-
-func itoaStatus(code int) string {
-	var b [3]byte
-	b[0], b[1], b[2] = byte('0'+code/100%10), byte('0'+code/10%10), byte('0'+code%10)
-	return string(b[:])
 }
 
 // startBackgroundRead watches a streamed answer's connection for the client

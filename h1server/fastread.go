@@ -29,7 +29,7 @@ func readRequestFast(br *bufio.Reader) (req *http.Request, ok bool) {
 	raw := buf[:end+2] // the request line and fields, each ending in CRLF
 	// A bare CR or LF is read differently by different parsers: leave it to
 	// net/http's rules.
-	if bytes.Count(raw, crlf) != bytes.Count(raw, lf) || bytes.Count(raw, cr) != bytes.Count(raw, lf) {
+	if !crlfOnly(raw) {
 		return nil, false
 	}
 	block := string(raw)
@@ -125,12 +125,25 @@ func readRequestFast(br *bufio.Reader) (req *http.Request, ok bool) {
 	return req, true
 }
 
-var (
-	crlfcrlf = []byte("\r\n\r\n")
-	crlf     = []byte("\r\n")
-	cr       = []byte("\r")
-	lf       = []byte("\n")
-)
+var crlfcrlf = []byte("\r\n\r\n")
+
+// crlfOnly reports whether every CR in b starts a CRLF and every LF ends
+// one.
+func crlfOnly(b []byte) bool {
+	for i, c := range b {
+		switch c {
+		case '\r':
+			if i+1 == len(b) || b[i+1] != '\n' {
+				return false
+			}
+		case '\n':
+			if i == 0 || b[i-1] != '\r' {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // validToken reports whether s is a non-empty RFC 9110 token: a method or a
 // field name.

@@ -86,6 +86,7 @@ func (cl *client) closed() bool {
 }
 
 func TestAnswers(t *testing.T) {
+	notCalled := func(w http.ResponseWriter, r *http.Request) { t.Error("handler called") }
 	tests := []struct {
 		name      string
 		handler   http.HandlerFunc
@@ -178,37 +179,37 @@ func TestAnswers(t *testing.T) {
 		},
 		{
 			name:    "a missing Host is refused",
-			handler: func(w http.ResponseWriter, r *http.Request) { t.Error("handler called") },
+			handler: notCalled,
 			req:     "GET / HTTP/1.1\r\n\r\n",
 			code:    400,
 		},
 		{
 			name:    "garbage is refused",
-			handler: func(w http.ResponseWriter, r *http.Request) { t.Error("handler called") },
+			handler: notCalled,
 			req:     "HELLO\r\n\r\n",
 			code:    400,
 		},
 		{
 			name:    "HTTP/2 over plain text is refused",
-			handler: func(w http.ResponseWriter, r *http.Request) { t.Error("handler called") },
+			handler: notCalled,
 			req:     "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
 			code:    505,
 		},
 		{
 			name:    "an unknown expectation is refused",
-			handler: func(w http.ResponseWriter, r *http.Request) { t.Error("handler called") },
+			handler: notCalled,
 			req:     "POST / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\nContent-Length: 1\r\n\r\nx",
 			code:    417,
 		},
 		{
 			name:    "an unknown transfer coding is refused",
-			handler: func(w http.ResponseWriter, r *http.Request) { t.Error("handler called") },
+			handler: notCalled,
 			req:     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
 			code:    501,
 		},
 		{
 			name:    "a too large header is refused",
-			handler: func(w http.ResponseWriter, r *http.Request) { t.Error("handler called") },
+			handler: notCalled,
 			req:     "GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 8<<10) + "\r\n\r\n",
 			code:    431,
 		},

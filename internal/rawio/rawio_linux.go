@@ -22,11 +22,11 @@ import (
 	"unsafe"
 )
 
-// Supported reports whether Read and Write may be used.
+// Supported reports whether ReadStep and WriteStep may be used.
 const Supported = true
 
-// Read is read(2) on a non-blocking descriptor.
-func Read(fd uintptr, p []byte) (int, syscall.Errno) {
+// read is read(2) on a non-blocking descriptor.
+func read(fd uintptr, p []byte) (int, syscall.Errno) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
@@ -38,8 +38,8 @@ func Read(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), 0
 }
 
-// Write is write(2) on a non-blocking descriptor.
-func Write(fd uintptr, p []byte) (int, syscall.Errno) {
+// write is write(2) on a non-blocking descriptor.
+func write(fd uintptr, p []byte) (int, syscall.Errno) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
@@ -56,7 +56,7 @@ func Write(fd uintptr, p []byte) (int, syscall.Errno) {
 // nothing yet (EAGAIN), for the callback to return false.
 func ReadStep(fd uintptr, p []byte) (n int, errno syscall.Errno, wait bool) {
 	for {
-		n, errno = Read(fd, p)
+		n, errno = read(fd, p)
 		switch errno {
 		case syscall.EINTR:
 			continue
@@ -72,7 +72,7 @@ func ReadStep(fd uintptr, p []byte) (n int, errno syscall.Errno, wait bool) {
 // would block with bytes of p left.
 func WriteStep(fd uintptr, p []byte) (n int, errno syscall.Errno, full bool) {
 	for n < len(p) {
-		m, e := Write(fd, p[n:])
+		m, e := write(fd, p[n:])
 		n += m
 		switch e {
 		case 0, syscall.EINTR:
