@@ -93,7 +93,7 @@ func (w *response) WriteHeader(code int) {
 // handler is done, chunks for HTTP/1.1, or the connection's end for 1.0.
 func (w *response) sendHeader(done bool) {
 	w.headerSent = true
-	if conn := w.header["Connection"]; len(conn) > 0 && hasToken(conn, "close") {
+	if httpguts.HeaderValuesContainsToken(w.header["Connection"], "close") {
 		w.closeAfter = true
 	}
 	if w.c.s.closed.Load() {
@@ -390,18 +390,6 @@ func (b *requestBody) drain() bool {
 	}
 	n, err := io.CopyN(io.Discard, b.src, maxDrain+1)
 	return err == io.EOF && n <= maxDrain
-}
-
-// hasToken reports whether a comma-separated header holds token.
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // dateCache is the Date header for the current second, shared by all
