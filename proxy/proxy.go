@@ -34,7 +34,8 @@ type Options struct {
 	// cheap and must not block. The proxy's settings come from the
 	// snapshot's Config.Proxy and take effect with the next snapshot,
 	// except the idle timeout of upstream connections and the server
-	// settings of Server, which are read once.
+	// settings of Server and PlainServer, which are read once (a reload
+	// reports them as needing a restart).
 	Snapshot func() *routing.Snapshot
 	// Registerer receives the proxy's metrics. If nil, they are not registered.
 	Registerer prometheus.Registerer
