@@ -135,7 +135,7 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no service has the hostname "+name+"; check services.*.hostnames")
 		return
 	}
-	writeJSON(w, http.StatusOK, explainDecision(snap, svc, client))
+	writeJSON(w, http.StatusOK, explainDecision(svc, routing.Request{Client: client}))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -1,11 +1,10 @@
 package admin
 
 import (
-	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
+	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/health"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
@@ -102,8 +101,12 @@ func (s *Server) buildStatus() Status {
 		}
 	}
 	for _, svc := range snap.Services {
-		d := svc.Decide(netip.IPv4Unspecified())
-		ss := ServiceStatus{Name: svc.Name, Policy: svc.Config.Policy, AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: []string{}, ShardRouting: svc.Config.ShardRouting,
+		// The page shows what a client with no matching network gets. A
+		// fixed random source keeps a weighted service's answer the same
+		// from one load to the next: the first DC of its weight table.
+		ans := svc.Route(routing.Request{Client: netip.IPv4Unspecified(), Rand: firstPick}, nil)
+		d := ans.Decision
+		ss := ServiceStatus{Name: svc.Name, Policy: string(svc.Policy), AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: addrStrings(ans.Addresses()), ShardRouting: svc.Config.ShardRouting,
 			DNSTTL: svc.TTL, TTLReason: svc.TTLReason, DetectionSeconds: svc.Detection.Seconds(), WorstCaseFailoverSeconds: svc.WorstCaseFailover.Seconds()}
 		for _, sh := range svc.Shards() {
 			ss.Shards = append(ss.Shards, ShardStatus{Home: sh.Home, Start: sh.Start, Increment: sh.Increment, Owner: sh.Owner,
@@ -115,17 +118,8 @@ func (s *Server) buildStatus() Status {
 		case svc.AllDown:
 			ss.State = "refusing"
 		}
-		if len(d.Targets) > 0 {
-			ss.ProxyTarget = d.Targets[0].DC
-			answer := d.Targets[:1]
-			if svc.Config.Policy == "all" {
-				answer = d.Targets
-			}
-			for _, t := range answer {
-				for _, a := range t.Addresses {
-					ss.DNSAnswer = append(ss.DNSAnswer, a.String())
-				}
-			}
+		if len(ans.Proxy) > 0 {
+			ss.ProxyTarget = ans.Proxy[0].DC
 		}
 		for _, dc := range svc.DCs {
 			ds := DCStatus{Name: dc.Name, State: dc.State.String(), Priority: dc.Priority, Weight: dc.Weight, Healthy: dc.Healthy,
@@ -152,86 +146,48 @@ func (s *Server) buildStatus() Status {
 
 // Explanation is what /api/v1/explain answers: the decision for one client and why.
 type Explanation struct {
-	Service   string   `json:"service"`
-	Policy    string   `json:"policy"`
-	Client    string   `json:"client"`
+	Service string `json:"service"`
+	Policy  string `json:"policy"`
+	Client  string `json:"client"`
+	// Chosen is the proxy's first target; Order the proxy's targets.
 	Chosen    string   `json:"chosen"`
 	Order     []string `json:"order"`
 	DNSAnswer []string `json:"dns_answer"`
-	AllDown   bool     `json:"all_down"`
-	Reason    string   `json:"reason"`
-	Steps     []string `json:"steps"`
+	// DNSDCs are the datacenters whose addresses DNSAnswer carries.
+	DNSDCs  []string `json:"dns_dcs"`
+	AllDown bool     `json:"all_down"`
+	Reason  string   `json:"reason"`
+	Steps   []string `json:"steps"`
 }
 
-func explainDecision(snap *routing.Snapshot, svc *routing.Service, client netip.Addr) Explanation {
-	d := svc.Decide(client)
-	ex := Explanation{Service: svc.Name, Policy: svc.Config.Policy, Client: client.String(), AllDown: d.AllDown, Reason: d.Reason, Order: []string{}, DNSAnswer: []string{}}
-	ex.Steps = append(ex.Steps, "policy: "+svc.Config.Policy+policyWords[svc.Config.Policy])
-	if svc.Config.Policy == "nearest" {
-		ex.Steps = append(ex.Steps, nearestStep(snap, svc, client))
-	}
-	for _, dc := range svc.DCs {
-		line := fmt.Sprintf("%s: %s, priority %d, weight %d, %d/%d endpoints healthy (needs %d)", dc.Name, dc.State, dc.Priority, dc.Weight, dc.Healthy, dc.Total, dc.Required)
-		switch {
-		case dc.State == routing.StateDrained:
-			line += "; passed over: " + dc.Reason
-			if dc.Drain != nil && dc.Drain.By != "" {
-				line += " (by " + dc.Drain.By + ")"
-			}
-		case dc.State == routing.StateDown:
-			line += "; passed over: " + dc.Reason
-		}
-		ex.Steps = append(ex.Steps, line)
-	}
-	if d.AllDown {
-		ex.Steps = append(ex.Steps, "no datacenter is healthy: when_all_down is "+svc.Config.WhenAllDown)
-	}
-	for i, t := range d.Targets {
+// explainDecision renders the answer of one routing.Route call, so explain
+// says exactly what the proxy and DNS serve for req.
+func explainDecision(svc *routing.Service, req routing.Request) Explanation {
+	req.Explain = true
+	ans := svc.Route(req, nil)
+	ex := Explanation{Service: svc.Name, Policy: string(svc.Policy), Client: req.Client.String(), AllDown: ans.AllDown, Reason: ans.Reason,
+		Order: []string{}, DNSAnswer: addrStrings(ans.Addresses()), DNSDCs: []string{}, Steps: ans.Steps}
+	for _, t := range ans.Proxy {
 		ex.Order = append(ex.Order, t.DC)
-		if i == 0 || svc.Config.Policy == "all" {
-			for _, a := range t.Addresses {
-				ex.DNSAnswer = append(ex.DNSAnswer, a.String())
-			}
-		}
 	}
-	if len(d.Targets) > 0 {
-		ex.Chosen = d.Targets[0].DC
+	for _, t := range ans.DNS {
+		ex.DNSDCs = append(ex.DNSDCs, t.DC)
 	}
-	ex.Steps = append(ex.Steps, "decision: "+d.Reason)
+	if len(ans.Proxy) > 0 {
+		ex.Chosen = ans.Proxy[0].DC
+	}
 	return ex
 }
 
-func normalizeHost(h string) string {
-	return strings.ToLower(strings.TrimSuffix(h, "."))
+// firstPick is the status page's random source: always the first entry.
+func firstPick(uint64) uint64 { return 0 }
+
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
 }
 
-var policyWords = map[string]string{
-	"failover": " (lowest priority first; equal priorities share by weight)",
-	"weighted": " (each healthy DC by weight)",
-	"nearest":  " (the DC whose client_networks holds the client, else failover order)",
-	"all":      " (every healthy DC)",
-}
-
-// nearestStep says which client network, if any, the client falls in.
-func nearestStep(snap *routing.Snapshot, svc *routing.Service, client netip.Addr) string {
-	client = client.Unmap()
-	best, bestDC := netip.Prefix{}, ""
-	for _, dc := range snap.Config.Datacenters {
-		if dc.Services[svc.Name] == nil {
-			continue
-		}
-		for _, p := range dc.Networks {
-			if p.Contains(client) && (!best.IsValid() || p.Bits() > best.Bits()) {
-				best, bestDC = p, dc.Name
-			}
-		}
-	}
-	if !best.IsValid() {
-		return fmt.Sprintf("client %s is in no datacenter's client_networks: failover order", client)
-	}
-	st := svc.DC(bestDC)
-	if st != nil && st.State != routing.StateUp {
-		return fmt.Sprintf("client %s is in %s's client network %s, but %s is %s: failover order", client, bestDC, best, bestDC, st.State)
-	}
-	return fmt.Sprintf("client %s is in %s's client network %s (longest match)", client, bestDC, best)
-}
+func normalizeHost(h string) string { return config.CanonicalHost(h) }

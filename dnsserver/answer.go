@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
 // maxChain bounds how many in-zone CNAMEs one answer follows, so a loop of
@@ -292,9 +293,9 @@ func (r *response) addSet(owner string, rrs []dns.RR) {
 	}
 }
 
-// gslb answers an A or AAAA query for a service hostname from the routing
-// decision for client: the addresses of the first datacenter for failover,
-// weighted and nearest, of every datacenter for the all policy.
+// gslb answers an A or AAAA query for a service hostname with the DNS answer
+// of the routing decision for client (routing.Service.Route decides which
+// datacenters it carries).
 func (v *view) gslb(r *response, owner string, si int, qtype uint16, client netip.Addr) {
 	z := v.zone
 	m := &r.msg
@@ -303,7 +304,7 @@ func (v *view) gslb(r *response, owner string, si int, qtype uint16, client neti
 		m.Ns = append(m.Ns, z.negSOA)
 		return
 	}
-	d := svc.Decide(client)
+	d := svc.Route(routing.Request{Client: client}, nil)
 	r.scope, r.scoped = d.ScopeBits, true
 	if len(d.Targets) == 0 {
 		// Nothing may serve (when_all_down: refuse). NODATA rather than
@@ -319,11 +320,9 @@ func (v *view) gslb(r *response, owner string, si int, qtype uint16, client neti
 		return
 	}
 	before := len(m.Answer)
-	for _, t := range d.Targets {
+	for _, t := range d.DNS {
 		dd := v.targets[t]
-		if dd == nil || len(dd.v4)+len(dd.v6) == 0 {
-			// A datacenter without addresses cannot be reached by DNS at
-			// all (the configuration warns about it); the next one answers.
+		if dd == nil {
 			continue
 		}
 		n := len(m.Answer)
@@ -334,9 +333,6 @@ func (v *view) gslb(r *response, owner string, si int, qtype uint16, client neti
 		}
 		if len(m.Answer) > n {
 			r.gslb = append(r.gslb, dd)
-		}
-		if !sd.all {
-			break
 		}
 	}
 	if len(m.Answer) == before {

@@ -111,11 +111,11 @@ func (n *node) add(rr dns.RR) {
 	n.sets = append(n.sets, rrset{rrtype: t, rrs: []dns.RR{rr}})
 }
 
-// serviceData is what DNS needs of one service: its TTL, whether it answers
-// every datacenter, and each datacenter's addresses.
+// serviceData is what DNS needs of one service: its name and each
+// datacenter's addresses. Which datacenters an answer carries is routing's
+// decision (routing.Answer.DNS).
 type serviceData struct {
 	name string
-	all  bool
 	dcs  map[string]*dcData
 	// refused counts answers given while no datacenter may serve.
 	refused prometheus.Counter
@@ -342,10 +342,8 @@ func (b *zoneBuilder) services(cfg *config.Config, snap *routing.Snapshot, m *me
 	z := b.z
 	index := make(map[string]int, len(cfg.ServiceNames))
 	for _, name := range cfg.ServiceNames {
-		sc := cfg.Services[name]
 		sd := &serviceData{
 			name:    name,
-			all:     sc.Policy == "all",
 			dcs:     map[string]*dcData{},
 			refused: m.gslbAnswers.WithLabelValues(name, "none"),
 		}

@@ -25,6 +25,7 @@ func build(cfg *config.Config, endpoints map[string]endpointState, drains map[st
 	dcs := failoverOrder(cfg.Datacenters)
 	for _, name := range cfg.ServiceNames {
 		svc := buildService(name, cfg.Services[name], dcs, endpoints, s.Drains, rnd)
+		svc.built, svc.slowStart = now, cfg.Proxy.SlowStart.D()
 		svc.shards = buildShards(cfg, svc)
 		s.Services = append(s.Services, svc)
 		s.byName[name] = svc
@@ -42,7 +43,9 @@ func failoverOrder(in []*config.Datacenter) []*config.Datacenter {
 }
 
 func buildService(name string, sc *config.Service, dcs []*config.Datacenter, endpoints map[string]endpointState, drains map[string]Drain, rnd func(uint64) uint64) *Service {
-	svc := &Service{Name: name, Config: sc, policy: policyFor(sc.Policy), rand: rnd}
+	pol := ParsePolicy(sc.Policy)
+	svc := &Service{Name: name, Config: sc, Policy: pol, policy: policyFor(pol), policyName: pol, rand: rnd,
+		shardMode: ParseShardMode(sc.ShardRouting), affinity: sc.Affinity == "cookie"}
 	var healthy, undrained []*Target
 	for _, dc := range dcs {
 		ds := dc.Services[name]
@@ -129,7 +132,10 @@ func buildService(name string, sc *config.Service, dcs []*config.Datacenter, end
 			}
 		}
 		svc.firstBy[i] = order
-		svc.reasons[i] = reason(sc.Policy, svc, order)
+		svc.reasons[i] = reason(pol, svc, order)
+		if len(t.Addresses) > 0 {
+			svc.dnsAll = append(svc.dnsAll, t)
+		}
 	}
 	for i, t := range svc.serving {
 		svc.weights.add(i, t.Status.Weight)
@@ -137,7 +143,7 @@ func buildService(name string, sc *config.Service, dcs []*config.Datacenter, end
 			svc.topTier.add(i, t.Status.Weight)
 		}
 	}
-	if sc.Policy == "nearest" {
+	if pol == PolicyNearest {
 		for _, dc := range dcs {
 			if dc.Services[name] == nil {
 				continue
@@ -149,7 +155,7 @@ func buildService(name string, sc *config.Service, dcs []*config.Datacenter, end
 				}
 			}
 			for _, p := range dc.Networks {
-				svc.networks = append(svc.networks, network{prefix: p, serving: idx})
+				svc.networks = append(svc.networks, network{prefix: p, serving: idx, dc: dc.Name})
 			}
 		}
 		sortNetworks(svc.networks)
@@ -199,9 +205,9 @@ func summary(dcs []*DCStatus) string {
 
 // reason explains a decision whose targets are order, in the style
 // "failover: east (priority 1); west down: 2/2 endpoints failing".
-func reason(policy string, svc *Service, order []*Target) string {
+func reason(policy Policy, svc *Service, order []*Target) string {
 	var b strings.Builder
-	b.WriteString(policy)
+	b.WriteString(string(policy))
 	b.WriteString(": ")
 	if svc.AllDown {
 		b.WriteString("no datacenter healthy, serving all (when_all_down: serve_all); ")

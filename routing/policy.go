@@ -9,7 +9,7 @@ import (
 // order. Implementations read only precomputed fields of the Service, so a
 // decision neither locks nor allocates.
 type policy interface {
-	decide(s *Service, client netip.Addr) Decision
+	decide(s *Service, client netip.Addr, rnd func(uint64) uint64) Decision
 }
 
 var (
@@ -19,13 +19,13 @@ var (
 	_ policy = allPolicy{}
 )
 
-func policyFor(name string) policy {
-	switch name {
-	case "weighted":
+func policyFor(p Policy) policy {
+	switch p {
+	case PolicyWeighted:
 		return weightedPolicy{}
-	case "nearest":
+	case PolicyNearest:
 		return nearestPolicy{}
-	case "all":
+	case PolicyAll:
 		return allPolicy{}
 	default:
 		return failoverPolicy{}
@@ -36,22 +36,22 @@ func policyFor(name string) policy {
 // the lowest priority share clients by weight.
 type failoverPolicy struct{}
 
-func (failoverPolicy) decide(s *Service, _ netip.Addr) Decision {
-	return s.decision(s.topTier.pick(s.rand), 0)
+func (failoverPolicy) decide(s *Service, _ netip.Addr, rnd func(uint64) uint64) Decision {
+	return s.decision(s.topTier.pick(rnd), 0)
 }
 
 // weightedPolicy spreads clients over every serving DC by weight.
 type weightedPolicy struct{}
 
-func (weightedPolicy) decide(s *Service, _ netip.Addr) Decision {
-	return s.decision(s.weights.pick(s.rand), 0)
+func (weightedPolicy) decide(s *Service, _ netip.Addr, rnd func(uint64) uint64) Decision {
+	return s.decision(s.weights.pick(rnd), 0)
 }
 
 // nearestPolicy sends a client to the DC whose client_networks holds the
 // longest prefix matching its address, else behaves like failover.
 type nearestPolicy struct{}
 
-func (nearestPolicy) decide(s *Service, client netip.Addr) Decision {
+func (nearestPolicy) decide(s *Service, client netip.Addr, rnd func(uint64) uint64) Decision {
 	if len(s.serving) == 1 {
 		return s.decision(0, 0) // one choice: the answer is the same for everyone
 	}
@@ -62,26 +62,29 @@ func (nearestPolicy) decide(s *Service, client netip.Addr) Decision {
 			if n.serving >= 0 {
 				return s.decision(n.serving, n.prefix.Bits())
 			}
-			return s.decision(s.topTier.pick(s.rand), n.prefix.Bits())
+			return s.decision(s.topTier.pick(rnd), n.prefix.Bits())
 		}
 	}
 	scope := 0
 	if len(s.networks) > 0 {
 		scope = -1
 	}
-	return s.decision(s.topTier.pick(s.rand), scope)
+	return s.decision(s.topTier.pick(rnd), scope)
 }
 
 // allPolicy returns every serving DC in failover order.
 type allPolicy struct{}
 
-func (allPolicy) decide(s *Service, _ netip.Addr) Decision { return s.decision(0, 0) }
+func (allPolicy) decide(s *Service, _ netip.Addr, _ func(uint64) uint64) Decision {
+	return s.decision(0, 0)
+}
 
 // network is a client network of a DC; serving is the DC's index in
 // Service.serving, or -1 when that DC cannot serve.
 type network struct {
 	prefix  netip.Prefix
 	serving int
+	dc      string
 }
 
 func sortNetworks(ns []network) {

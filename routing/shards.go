@@ -30,7 +30,8 @@ type Shard struct {
 	// Since is when Owner last changed.
 	Since time.Time
 
-	target *Target // Owner's target in this service, nil when Owner is ""
+	target *Target   // Owner's target in this service, nil when Owner is ""
+	alone  []*Target // {target}: where a write of the shard goes
 }
 
 // Target returns the owner's target, or nil when no DC may write the shard.
@@ -116,6 +117,9 @@ func buildShards(cfg *config.Config, svc *Service) shardTable {
 					sh.Reason += fmt.Sprintf("no takeover datacenter (%v) is healthy and undrained", dc.Takeover)
 				}
 			}
+		}
+		if sh.target != nil {
+			sh.alone = []*Target{sh.target}
 		}
 		if t.direct != nil {
 			t.direct[sh.Partition] = sh

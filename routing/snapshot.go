@@ -78,7 +78,17 @@ type Service struct {
 	// WorstCaseFailover adds the time caches may keep the old answer.
 	Detection, WorstCaseFailover time.Duration
 
-	policy policy
+	// Policy is the service's policy.
+	Policy Policy
+
+	policy     policy
+	policyName Policy
+	shardMode  ShardMode
+	affinity   bool          // affinity: cookie
+	slowStart  time.Duration // proxy.slow_start
+	built      time.Time     // the snapshot's build time
+	// dnsAll are the serving DCs that have addresses, for the all policy.
+	dnsAll []*Target
 	// serving are the targets that may serve, in failover order: the healthy,
 	// undrained DCs, or under when_all_down=serve_all every undrained DC (every
 	// DC if all are drained) when none is healthy.
@@ -158,13 +168,14 @@ type Decision struct {
 	ScopeBits int
 }
 
-// Decide returns the ordered targets for the client. It is safe for concurrent
-// use and does not allocate.
+// Decide returns the policy's ordered targets for the client, with the
+// engine's random source. It is safe for concurrent use and does not
+// allocate. Route adds to it what the proxy and DNS serve.
 func (s *Service) Decide(client netip.Addr) Decision {
 	if len(s.serving) == 0 {
 		return Decision{Reason: s.refused, AllDown: true}
 	}
-	return s.policy.decide(s, client)
+	return s.policy.decide(s, client, s.rand)
 }
 
 // decision builds the Decision whose first choice is serving[i].
