@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -49,9 +50,16 @@ func clientFlags(fs *flag.FlagSet) func() *apiClient {
 		c.RetryWaitMax = 2 * time.Second
 		c.HTTPClient.Timeout = 10 * time.Second
 		c.Logger = nil
-		// Only connection errors and 5xx are worth another try; an answer
-		// like 401 or 404 is final and the body says why.
+		// Only connection errors are worth another try: any answer, also a
+		// 500 (a drain in effect whose save failed), is final and the body
+		// says why; repeating a POST would repeat its effect.
 		c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+		c.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			return err != nil && resp == nil, nil
+		}
 		tok := *token
 		if tok == "" {
 			tok = os.Getenv(admin.TokenEnv)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coopr-gslb/coopr-gslb/admin"
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/instance"
 	"github.com/coopr-gslb/coopr-gslb/simulator"
 )
 
@@ -86,19 +87,18 @@ func demo(httpAddr, dnsAddr, adminAddr, controlAddr, stateLog string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := runOptions{configPath: path, logger: newLogger()}
+	opts := instance.Options{ConfigPath: path, Logger: newLogger(), Version: version}
 	if stateLog != "" {
 		w, closeFn, err := openStateLog(stateLog)
 		if err != nil {
 			return err
 		}
 		defer closeFn()
-		opts.stateLog = w
+		opts.StateLog = w
 	}
-	opts.onServing = func(b boundAddrs) {
+	return runInstance(ctx, cfg, opts, func(b instance.Addrs) {
 		printDemo(os.Stdout, b, "http://"+controlLn.Addr().String(), path, token)
-	}
-	return serve(ctx, cfg, opts)
+	})
 }
 
 // listenOrFree listens on addr, or on a free port of the same host when addr is busy.
@@ -231,7 +231,7 @@ func quoteAddrs(ss []*simulator.Server) string {
 	return strings.Join(q, ", ")
 }
 
-func printDemo(w *os.File, b boundAddrs, control, path, token string) {
+func printDemo(w *os.File, b instance.Addrs, control, path, token string) {
 	dnsHost, dnsPort, _ := net.SplitHostPort(b.DNS)
 	fmt.Fprintf(w, `
 coopr-gslb demo is running: datacenters east (priority 1) and west (priority 2).

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/instance"
 )
 
 func cmdRun(args []string) int {
@@ -37,7 +38,7 @@ func cmdRun(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := runOptions{configPath: *path, logger: newLogger()}
+	opts := instance.Options{ConfigPath: *path, Logger: newLogger(), Version: version}
 	if *stateLog != "" {
 		w, closeFn, err := openStateLog(*stateLog)
 		if err != nil {
@@ -45,13 +46,40 @@ func cmdRun(args []string) int {
 			return 1
 		}
 		defer closeFn()
-		opts.stateLog = w
+		opts.StateLog = w
 	}
-	if err := serve(ctx, cfg, opts); err != nil {
+	if err := runInstance(ctx, cfg, opts, nil); err != nil {
 		fmt.Fprintf(os.Stderr, "coopr-gslb: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// runInstance builds the instance and runs it until ctx is done. onServing,
+// if set, is called once every front door serves.
+func runInstance(ctx context.Context, cfg *config.Config, opts instance.Options, onServing func(instance.Addrs)) error {
+	inst, err := instance.New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	if onServing == nil {
+		return inst.Run(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-inst.Serving():
+			onServing(inst.Addrs())
+		case <-ctx.Done():
+		}
+	}()
+	err = inst.Run(ctx)
+	cancel()
+	<-done
+	return err
 }
 
 func newLogger() *slog.Logger {
@@ -67,19 +95,4 @@ func openStateLog(path string) (io.Writer, func(), error) {
 		return nil, nil, err
 	}
 	return f, func() { _ = f.Close() }, nil
-}
-
-// runOptions are what serve needs besides the configuration.
-type runOptions struct {
-	configPath string
-	logger     *slog.Logger
-	// stateLog, if set, receives every routing event as a JSON line.
-	stateLog io.Writer
-	// onServing, if set, is called once every front door listens.
-	onServing func(addrs boundAddrs)
-}
-
-// boundAddrs are the addresses the front doors actually listen on.
-type boundAddrs struct {
-	HTTP, HTTPS, DNS, Admin string
 }

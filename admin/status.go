@@ -88,10 +88,10 @@ type EndpointStatus struct {
 
 func (s *Server) buildStatus() Status {
 	snap := s.opts.Snapshot()
-	probes := map[string]health.Status{}
+	probes := map[routing.EndpointID]health.Status{}
 	if s.opts.Probes != nil {
 		for _, p := range s.opts.Probes() {
-			probes[p.Target.ID] = p
+			probes[routing.EndpointID{DC: p.Target.DC, Service: p.Target.Service, Endpoint: p.Target.Endpoint}] = p
 		}
 	}
 	st := Status{Version: s.opts.Version, Ready: s.ready(), Generation: snap.Generation, Updated: snap.Built, Drains: snap.Drains}
@@ -129,7 +129,7 @@ func (s *Server) buildStatus() Status {
 			}
 			for _, ep := range dc.Endpoints {
 				es := EndpointStatus{Address: ep.Address, Up: ep.Up, Probed: ep.Probed, Since: ep.Since, LastError: ep.Reason}
-				if p, ok := probes[dc.Name+"/"+svc.Name+"/"+ep.Address]; ok && p.Probed {
+				if p, ok := probes[routing.EndpointID{DC: dc.Name, Service: svc.Name, Endpoint: ep.Address}]; ok && p.Probed {
 					es.LastOK = p.Last.OK
 					es.LastError = p.Last.Err
 					es.LatencyMS = float64(p.Last.Latency.Microseconds()) / 1000

@@ -26,16 +26,17 @@ type Proxy struct {
 	AccessLog *bool `yaml:"access_log"`
 	// AffinityKeyFile holds the HMAC key that signs affinity cookies. If empty,
 	// a key is generated and kept in admin.state_dir (or in memory without one).
-	AffinityKeyFile string `yaml:"affinity_key_file"`
+	AffinityKeyFile string `yaml:"affinity_key_file" reload:"restart"`
 	// AffinityCookie names the affinity cookie. Zero means "coopr_gslb_dc".
 	AffinityCookie string `yaml:"affinity_cookie"`
 
 	DialTimeout           Duration `yaml:"dial_timeout"`
 	ResponseHeaderTimeout Duration `yaml:"response_header_timeout"`
-	IdleTimeout           Duration `yaml:"idle_timeout"`
-	ReadHeaderTimeout     Duration `yaml:"read_header_timeout"`
-	MaxHeaderBytes        int      `yaml:"max_header_bytes"`
-	ShutdownTimeout       Duration `yaml:"shutdown_timeout"`
+	// The listeners and upstream pools take these at start.
+	IdleTimeout       Duration `yaml:"idle_timeout" reload:"restart"`
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout" reload:"restart"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes" reload:"restart"`
+	ShutdownTimeout   Duration `yaml:"shutdown_timeout" reload:"restart"`
 
 	Outlier Outlier `yaml:"outlier"`
 	// SlowStart ramps a DC that comes back (after rise) from no share to its
@@ -87,8 +88,9 @@ type TLS struct {
 	// Certificates are PEM certificate chain and key file pairs.
 	Certificates []CertKey `yaml:"certificates"`
 	// ACME obtains and renews certificates for the services' host names. If
-	// nil, no certificate is obtained.
-	ACME *ACME `yaml:"acme"`
+	// nil, no certificate is obtained. The ACME client (its account, CA and
+	// storage) is built once, at start.
+	ACME *ACME `yaml:"acme" reload:"restart"`
 	// RedirectHTTP answers plain HTTP requests on listen.http with a
 	// permanent redirect to HTTPS (ACME HTTP-01 challenges are still served).
 	RedirectHTTP bool `yaml:"redirect_http"`

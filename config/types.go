@@ -32,11 +32,15 @@ type Config struct {
 }
 
 // Listen holds the listener addresses. An empty address disables that front door.
+//
+// A field tagged reload:"restart" is bound or read once at start: a reload
+// reports its change as needing a restart and keeps the running value. This
+// tag is the one place that says so (see the instance package's reload).
 type Listen struct {
-	HTTP  string `yaml:"http"`
-	HTTPS string `yaml:"https"`
-	DNS   string `yaml:"dns"`
-	Admin string `yaml:"admin"`
+	HTTP  string `yaml:"http" reload:"restart"`
+	HTTPS string `yaml:"https" reload:"restart"`
+	DNS   string `yaml:"dns" reload:"restart"`
+	Admin string `yaml:"admin" reload:"restart"`
 }
 
 // Check describes how to probe an endpoint. The top-level `health` block gives the
@@ -175,7 +179,7 @@ type DNS struct {
 	// UDPSize is the EDNS(0) UDP payload size we advertise. Zero means 1232.
 	UDPSize int `yaml:"udp_size"`
 	// UDPSockets is how many SO_REUSEPORT UDP sockets to serve. Zero means one per CPU.
-	UDPSockets int `yaml:"udp_sockets"`
+	UDPSockets int `yaml:"udp_sockets" reload:"restart"`
 	// TCPIdleTimeout closes idle TCP connections. Zero means 10s.
 	TCPIdleTimeout Duration `yaml:"tcp_idle_timeout"`
 	// TCPMaxConnections bounds concurrent TCP connections. Zero means 1000.
@@ -209,14 +213,14 @@ type SOA struct {
 type Admin struct {
 	// StateDir is where drains (and the affinity key) persist across
 	// restarts. If empty, nothing persists.
-	StateDir string `yaml:"state_dir"`
+	StateDir string `yaml:"state_dir" reload:"restart"`
 	// TokenFile holds the bearer tokens that may change things, one per line
 	// as "NAME TOKEN" (or a bare TOKEN, named "admin"). The environment
 	// variable COOPR_GSLB_ADMIN_TOKEN adds one more, named "env".
-	TokenFile string `yaml:"token_file"`
+	TokenFile string `yaml:"token_file" reload:"restart"`
 	// ReadRequiresToken makes reads (status page, API GETs, /metrics excepted)
 	// need a token too. If nil: no on a loopback listen.admin, yes elsewhere.
-	ReadRequiresToken *bool `yaml:"read_requires_token"`
+	ReadRequiresToken *bool `yaml:"read_requires_token" reload:"restart"`
 }
 
 // Notify is one webhook that receives routing events.

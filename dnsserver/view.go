@@ -88,3 +88,13 @@ func (s *Server) rebuild(snap *routing.Snapshot) *view {
 	s.view.Store(v)
 	return v
 }
+
+// Prepare builds the view of snap ahead of the queries that will need it
+// (the instance calls it when the engine publishes a snapshot), so no query
+// pays for building it. Queries still build a view themselves if they see
+// a snapshot first.
+func (s *Server) Prepare(snap *routing.Snapshot) {
+	if snap != nil && snap.Config != nil {
+		s.rebuild(snap)
+	}
+}

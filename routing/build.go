@@ -12,7 +12,7 @@ import (
 // build makes a snapshot from the engine's inputs. It is a pure function: all
 // the work a decision would otherwise repeat per request happens here, once
 // per change.
-func build(cfg *config.Config, endpoints map[string]endpointState, drains map[string]Drain, now time.Time, rnd func(uint64) uint64) *Snapshot {
+func build(cfg *config.Config, endpoints map[EndpointID]endpointState, drains map[string]Drain, now time.Time, rnd func(uint64) uint64) *Snapshot {
 	s := &Snapshot{
 		Built:  now,
 		Config: cfg,
@@ -42,7 +42,7 @@ func failoverOrder(in []*config.Datacenter) []*config.Datacenter {
 	return out
 }
 
-func buildService(name string, sc *config.Service, dcs []*config.Datacenter, endpoints map[string]endpointState, drains map[string]Drain, rnd func(uint64) uint64) *Service {
+func buildService(name string, sc *config.Service, dcs []*config.Datacenter, endpoints map[EndpointID]endpointState, drains map[string]Drain, rnd func(uint64) uint64) *Service {
 	pol := ParsePolicy(sc.Policy)
 	svc := &Service{Name: name, Config: sc, Policy: pol, policy: policyFor(pol), policyName: pol, rand: rnd,
 		shardMode: ParseShardMode(sc.ShardRouting), affinity: sc.Affinity == "cookie"}
@@ -57,7 +57,7 @@ func buildService(name string, sc *config.Service, dcs []*config.Datacenter, end
 		var up, down []string
 		var reasons []string
 		for _, ep := range ds.Endpoints {
-			es, ok := endpoints[endpointKey(dc.Name, name, ep)]
+			es, ok := endpoints[EndpointID{DC: dc.Name, Service: name, Endpoint: ep}]
 			e := EndpointStatus{Address: ep, Up: ok && es.up, Probed: ok && es.probed, Reason: es.reason, Since: es.since}
 			if !e.Probed {
 				e.Reason = "not probed yet"

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,9 +30,14 @@ type Options struct {
 	Now func() time.Time
 	// Rand returns a uniform number in [0, n). If nil, math/rand/v2.
 	Rand func(n uint64) uint64
-	// OnEvent is called for every event, in order, with the engine's write
-	// lock held: it must not block or call back into the Engine.
+	// OnEvent is called for every event, in order, by Deliver: outside the
+	// engine's lock, so it may block (a slow state log) without delaying an
+	// endpoint update or a drain; while it blocks, events wait in a queue of
+	// QueueSize, and what does not fit is dropped and counted (see
+	// DroppedEvents). If nil, events are only kept in the history.
 	OnEvent func(Event)
+	// QueueSize bounds the events waiting for OnEvent. If zero, 4096.
+	QueueSize int
 	// HistorySize bounds the event history. If zero, 1000.
 	HistorySize int
 }
@@ -45,13 +51,18 @@ type Engine struct {
 
 	mu        sync.Mutex // serializes writers; readers use snap
 	cfg       *config.Config
-	endpoints map[string]endpointState // by endpointKey
+	endpoints map[EndpointID]endpointState
 	drains    map[string]Drain
-	dcSince   map[string]dcMemo      // by service/dc: last published state
-	allDown   map[string]bool        // by service
-	owners    map[string]dcMemoOwner // by service/partition: last published owner
+	dcSince   map[dcKey]dcMemo         // last published state
+	allDown   map[string]bool          // by service
+	owners    map[shardKey]dcMemoOwner // last published owner
 	gen       uint64
 	events    *eventLog
+	// queue holds events for Deliver; dropped counts those it had no room for.
+	queue   chan Event
+	dropped atomic.Uint64
+	// watchers are poked (without blocking) after every publish; see Watch.
+	watchers map[chan struct{}]struct{}
 	// ttlTimer republishes when a short "recent change" TTL expires.
 	ttlTimer *time.Timer
 }
@@ -74,8 +85,6 @@ type dcMemo struct {
 	changed bool
 }
 
-func endpointKey(dc, service, endpoint string) string { return dc + "/" + service + "/" + endpoint }
-
 // New returns an Engine for cfg and publishes its first snapshot, in which no
 // endpoint has been probed yet.
 func New(cfg *config.Config, opts Options) *Engine {
@@ -88,15 +97,20 @@ func New(cfg *config.Config, opts Options) *Engine {
 	if opts.HistorySize <= 0 {
 		opts.HistorySize = 1000
 	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 4096
+	}
 	e := &Engine{
 		opts:      opts,
 		cfg:       cfg,
-		endpoints: map[string]endpointState{},
+		endpoints: map[EndpointID]endpointState{},
 		drains:    map[string]Drain{},
-		dcSince:   map[string]dcMemo{},
+		dcSince:   map[dcKey]dcMemo{},
 		allDown:   map[string]bool{},
-		owners:    map[string]dcMemoOwner{},
+		owners:    map[shardKey]dcMemoOwner{},
 		events:    newEventLog(opts.HistorySize),
+		queue:     make(chan Event, opts.QueueSize),
+		watchers:  map[chan struct{}]struct{}{},
 	}
 	e.mu.Lock()
 	e.publishLocked()
@@ -111,7 +125,7 @@ func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
 func (e *Engine) UpdateEndpoint(u EndpointUpdate) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key := endpointKey(u.DC, u.Service, u.Endpoint)
+	key := u.ID()
 	old, had := e.endpoints[key]
 	if had && old.probed && old.up == u.Up && old.reason == u.Reason {
 		return
@@ -147,6 +161,16 @@ func (e *Engine) Drain(dc string, d Drain) error {
 	}
 	if d.Since.IsZero() {
 		d.Since = e.opts.Now()
+	}
+	if old, ok := e.drains[dc]; ok && old.Reason == d.Reason && old.Mode == d.Mode && old.By == d.By {
+		// The same drain again (a retry): one drain is one event. Only a
+		// new deadline is taken.
+		if !old.Deadline.Equal(d.Deadline) {
+			old.Deadline = d.Deadline
+			e.drains[dc] = old
+			e.publishLocked()
+		}
+		return nil
 	}
 	e.drains[dc] = d
 	e.emitLocked(Event{Time: d.Since, Kind: EventDrained, DC: dc, Reason: d.Reason, By: d.By, Mode: d.Mode})
@@ -189,11 +213,11 @@ func (e *Engine) SetConfig(cfg *config.Config) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.cfg = cfg
-	keep := map[string]endpointState{}
+	keep := map[EndpointID]endpointState{}
 	for _, dc := range cfg.Datacenters {
 		for name, ds := range dc.Services {
 			for _, ep := range ds.Endpoints {
-				k := endpointKey(dc.Name, name, ep)
+				k := EndpointID{DC: dc.Name, Service: name, Endpoint: ep}
 				if st, ok := e.endpoints[k]; ok {
 					keep[k] = st
 				}
@@ -226,12 +250,47 @@ func (e *Engine) hasDC(name string) bool {
 	return false
 }
 
+// emitLocked numbers the event, records it and queues it for Deliver. It
+// never blocks: a full queue drops the event (the history keeps it).
 func (e *Engine) emitLocked(ev Event) {
-	e.events.add(ev)
-	if e.opts.OnEvent != nil {
-		e.opts.OnEvent(ev)
+	ev = e.events.add(ev)
+	if e.opts.OnEvent == nil {
+		return
+	}
+	select {
+	case e.queue <- ev:
+	default:
+		e.dropped.Add(1)
 	}
 }
+
+// Deliver hands queued events to Options.OnEvent, in order, until ctx is
+// done; then it delivers what is already queued and returns. Run it in one
+// goroutine, owned by whoever owns the Engine.
+func (e *Engine) Deliver(ctx context.Context) error {
+	if e.opts.OnEvent == nil {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		select {
+		case ev := <-e.queue:
+			e.opts.OnEvent(ev)
+		case <-ctx.Done():
+			for {
+				select {
+				case ev := <-e.queue:
+					e.opts.OnEvent(ev)
+				default:
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// DroppedEvents counts the events the queue had no room for.
+func (e *Engine) DroppedEvents() uint64 { return e.dropped.Load() }
 
 // publishLocked builds a snapshot from the current inputs, emits events for
 // datacenter state changes and publishes it.
@@ -243,11 +302,13 @@ func (e *Engine) publishLocked() {
 	var next time.Time // when a shortened TTL ends and the snapshot must be rebuilt
 	for _, svc := range s.Services {
 		for _, dc := range svc.DCs {
-			key := svc.Name + "/" + dc.Name
+			key := dcKey{svc.Name, dc.Name}
 			memo, seen := e.dcSince[key]
 			switch {
-			case !seen && dc.State == StateDown && !anyProbed(dc):
-				dc.Since = now // still waiting for its first probes: no state to announce
+			case !seen && dc.State == StateDown && !allProbed(dc):
+				// Still waiting for first probes that could bring it up:
+				// nothing is decided, so nothing is announced.
+				dc.Since = now
 				continue
 			case seen && memo.state == dc.State:
 				dc.Since, dc.changed = memo.since, memo.changed
@@ -266,7 +327,7 @@ func (e *Engine) publishLocked() {
 			e.emitLocked(Event{Time: now, Kind: kind, DC: dc.Name, Service: svc.Name, Reason: dc.Reason, Initial: !seen})
 		}
 		for _, sh := range svc.shards.all {
-			key := fmt.Sprintf("%s/%d", svc.Name, sh.Partition)
+			key := shardKey{svc.Name, sh.Partition}
 			if m, ok := e.owners[key]; ok && m.owner == sh.Owner {
 				sh.Since = m.since
 				continue
@@ -277,7 +338,7 @@ func (e *Engine) publishLocked() {
 		if at := applyTTL(e.cfg, svc, now); !at.IsZero() && (next.IsZero() || at.Before(next)) {
 			next = at
 		}
-		if was := e.allDown[svc.Name]; was != svc.AllDown && (!svc.AllDown || anyServiceProbed(svc)) {
+		if was := e.allDown[svc.Name]; was != svc.AllDown && (!svc.AllDown || e.settledLocked(svc)) {
 			e.allDown[svc.Name] = svc.AllDown
 			kind := EventAllDownCleared
 			if svc.AllDown {
@@ -287,7 +348,43 @@ func (e *Engine) publishLocked() {
 		}
 	}
 	e.snap.Store(s)
+	for w := range e.watchers {
+		select {
+		case w <- struct{}{}:
+		default: // already poked: the watcher will load the newest snapshot
+		}
+	}
 	e.scheduleLocked(next, now)
+}
+
+// Watch calls fn with the current snapshot and then with every newly
+// published one until ctx is done, from the calling goroutine and never
+// under the engine's lock. Snapshots published while fn runs are
+// coalesced: fn sees the newest, not each. Front doors use it to build
+// their per-snapshot views when a snapshot is published rather than on the
+// first request after it.
+func (e *Engine) Watch(ctx context.Context, fn func(*Snapshot)) {
+	poke := make(chan struct{}, 1)
+	e.mu.Lock()
+	e.watchers[poke] = struct{}{}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.watchers, poke)
+		e.mu.Unlock()
+	}()
+	var last *Snapshot
+	for {
+		if s := e.Snapshot(); s != last {
+			last = s
+			fn(s)
+		}
+		select {
+		case <-poke:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // scheduleLocked arranges a republish at next (if not zero), so TTLs that
@@ -347,20 +444,21 @@ func applyTTL(cfg *config.Config, svc *Service, now time.Time) time.Time {
 	return time.Time{}
 }
 
-func anyProbed(dc *DCStatus) bool {
+func allProbed(dc *DCStatus) bool {
 	for _, ep := range dc.Endpoints {
-		if ep.Probed {
-			return true
+		if !ep.Probed {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
-func anyServiceProbed(s *Service) bool {
+// settledLocked reports whether every DC of the service has a decided state.
+func (e *Engine) settledLocked(s *Service) bool {
 	for _, dc := range s.DCs {
-		if anyProbed(dc) {
-			return true
+		if _, ok := e.dcSince[dcKey{s.Name, dc.Name}]; !ok {
+			return false
 		}
 	}
-	return false
+	return true
 }

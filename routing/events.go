@@ -45,7 +45,8 @@ type eventLog struct {
 
 func newEventLog(n int) *eventLog { return &eventLog{buf: make([]Event, n)} }
 
-func (l *eventLog) add(ev Event) {
+// add numbers ev, records it and returns it numbered.
+func (l *eventLog) add(ev Event) Event {
 	l.seq++
 	ev.Seq = l.seq
 	l.buf[l.next] = ev
@@ -53,6 +54,7 @@ func (l *eventLog) add(ev Event) {
 	if l.next == 0 {
 		l.full = true
 	}
+	return ev
 }
 
 func (l *eventLog) since(t time.Time) []Event {

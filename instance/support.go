@@ -1,13 +1,9 @@
-package main
+package instance
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -28,7 +24,7 @@ func probeTargets(cfg *config.Config) []health.Target {
 			}
 			for _, ep := range ds.Endpoints {
 				ts = append(ts, health.Target{
-					ID: dc.Name + "/" + name + "/" + ep, DC: dc.Name, Service: name, Endpoint: ep,
+					ID: routing.EndpointID{DC: dc.Name, Service: name, Endpoint: ep}.String(), DC: dc.Name, Service: name, Endpoint: ep,
 					Check: ds.EffectiveCheck,
 				})
 			}
@@ -49,16 +45,10 @@ func firstRoundLimit(cfg *config.Config) time.Duration {
 	return longest + 2*time.Second
 }
 
-type readyFlag struct {
-	mu sync.Mutex
-	v  bool
-}
-
-func (r *readyFlag) set()      { r.mu.Lock(); r.v = true; r.mu.Unlock() }
-func (r *readyFlag) get() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.v }
-
-// eventSink logs routing events and appends them to the state log. It is
-// called with the engine's lock held, so it only formats and writes.
+// eventSink logs routing events, appends them to the state log and forwards
+// them to notifications and metrics. The engine's Deliver calls it, outside
+// the engine's lock: a state log that blocks delays only the events behind
+// it (the engine's queue holds them, and counts what it must drop).
 type eventSink struct {
 	mu      sync.Mutex
 	enc     *json.Encoder
@@ -87,42 +77,11 @@ func (s *eventSink) write(ev routing.Event) {
 	_ = s.enc.Encode(ev)
 }
 
-func buildInfo() prometheus.Collector {
+func buildInfo(version string) prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "coopr_gslb", Name: "build_info", Help: "Always 1; labels name the build.",
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	g.Set(1)
 	return g
-}
-
-// managedServer is a listening HTTP server with its name, for shutdown.
-type managedServer struct {
-	name     string
-	addr     string
-	shutdown func(ctx context.Context) error
-}
-
-func listenHTTP(name, addr string, h http.Handler, cfg *config.Config) (*managedServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen.%s %s: %w", name, addr, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: cfg.Proxy.ReadHeaderTimeout.D(), MaxHeaderBytes: cfg.Proxy.MaxHeaderBytes}
-	go func() { _ = srv.Serve(ln) }()
-	return &managedServer{name: name, addr: ln.Addr().String(), shutdown: srv.Shutdown}, nil
-}
-
-func shutdownAll(servers []*managedServer, timeout time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, s := range servers {
-		wg.Go(func() {
-			if err := s.shutdown(ctx); err != nil {
-				log.Warn("shutdown", "server", s.name, "error", err)
-			}
-		})
-	}
-	wg.Wait()
 }

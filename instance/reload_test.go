@@ -1,4 +1,4 @@
-package main
+package instance
 
 import (
 	"errors"
@@ -47,7 +47,9 @@ func testReloader(t *testing.T, yaml string) (r *reloader, path string, applied 
 		t.Fatal(err)
 	}
 	applied = new([]*config.Config)
-	r = newReloader(path, cfg, func(next *config.Config) { *applied = append(*applied, next) }, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	r = newReloader(path, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), []applyStep{
+		{"record", func(next *config.Config) { *applied = append(*applied, next) }},
+	})
 	return r, path, applied
 }
 
@@ -123,8 +125,8 @@ func TestReloadAttachError(t *testing.T) {
 	err := r.attach(func(*config.Config) (func(*config.Config) error, error) {
 		return func(*config.Config) error { return nil }, bad
 	})
-	if !errors.Is(err, bad) || r.prepare != nil {
-		t.Fatalf("attach: %v, prepare set %v", err, r.prepare != nil)
+	if !errors.Is(err, bad) || r.frontDoors != nil {
+		t.Fatalf("attach: %v, prepare set %v", err, r.frontDoors != nil)
 	}
 }
 
@@ -212,11 +214,108 @@ func TestReloadTLSKeys(t *testing.T) {
 				if err := r.Reload(); err != nil {
 					t.Fatal(err)
 				}
-				if st := r.Last(); !slices.Equal(st.NeedsRestart, tc.needsRestart) {
+				if st := r.Last(); !slices.Equal(slices.Sorted(slices.Values(st.NeedsRestart)), slices.Sorted(slices.Values(tc.needsRestart))) {
 					t.Errorf("needs restart %q, want %q", st.NeedsRestart, tc.needsRestart)
 				}
 				tc.check(t, old, prepared)
 			}
 		})
+	}
+}
+
+// restartYAML sets every restart-only key from vals (key -> YAML value).
+const restartYAML = `
+listen: {http: "{listen.http}", https: "{listen.https}", dns: "{listen.dns}", admin: "{listen.admin}"}
+datacenters:
+  - name: east
+    services:
+      api: {endpoints: ["127.0.0.1:55054"], addresses: ["192.0.2.10"]}
+services:
+  api:
+    hostnames: [api.coopr.example.com]
+dns: {zone: coopr.example.com., udp_sockets: {dns.udp_sockets}}
+admin: {state_dir: "{admin.state_dir}", token_file: "{admin.token_file}", read_requires_token: {admin.read_requires_token}}
+proxy: {affinity_key_file: "{proxy.affinity_key_file}", idle_timeout: {proxy.idle_timeout}, read_header_timeout: {proxy.read_header_timeout},
+  max_header_bytes: {proxy.max_header_bytes}, shutdown_timeout: {proxy.shutdown_timeout}}
+tls:
+  certificates:
+    - {cert: /etc/coopr-gslb/cert.pem, key: /etc/coopr-gslb/key.pem}
+  acme: {email: "{tls.acme.email}", ca: "{tls.acme.ca}", ca_root: "{tls.acme.ca_root}", storage: "{tls.acme.storage}", on_demand: {tls.acme.on_demand}}
+`
+
+// TestReloadEveryRestartKeyTwice changes every key tagged reload:"restart"
+// twice and sees each listed in needs_restart after both reloads, with the
+// running value kept in the configuration in effect.
+func TestReloadEveryRestartKeyTwice(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string) string {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, "secret-0123456789abcdef0123456789abcdef\n")
+		return p
+	}
+	// Three values per key: as started, first change, second change.
+	values := map[string][3]string{
+		"listen.http":               {"127.0.0.1:18080", "127.0.0.1:18081", "127.0.0.1:18082"},
+		"listen.https":              {"127.0.0.1:18443", "127.0.0.1:18444", "127.0.0.1:18445"},
+		"listen.dns":                {"127.0.0.1:18053", "127.0.0.1:18054", "127.0.0.1:18055"},
+		"listen.admin":              {"127.0.0.1:19090", "127.0.0.1:19091", "127.0.0.1:19092"},
+		"dns.udp_sockets":           {"1", "2", "3"},
+		"admin.state_dir":           {filepath.Join(dir, "s0"), filepath.Join(dir, "s1"), filepath.Join(dir, "s2")},
+		"admin.token_file":          {file("t0"), file("t1"), file("t2")},
+		"admin.read_requires_token": {"false", "true", "true"},
+		"proxy.affinity_key_file":   {file("k0"), file("k1"), file("k2")},
+		"proxy.idle_timeout":        {"90s", "91s", "92s"},
+		"proxy.read_header_timeout": {"10s", "11s", "12s"},
+		"proxy.max_header_bytes":    {"65536", "65537", "65538"},
+		"proxy.shutdown_timeout":    {"15s", "16s", "17s"},
+		"tls.acme.email":            {"a@coopr.example.com", "b@coopr.example.com", "c@coopr.example.com"},
+		"tls.acme.ca":               {"https://a.example.com/dir", "https://b.example.com/dir", "https://c.example.com/dir"},
+		"tls.acme.ca_root":          {file("r0"), file("r1"), file("r2")},
+		"tls.acme.storage":          {filepath.Join(dir, "a0"), filepath.Join(dir, "a1"), filepath.Join(dir, "a2")},
+		"tls.acme.on_demand":        {"false", "true", "true"},
+	}
+	// The tags are the list: a key tagged later must be added here.
+	all := RestartOnlyKeys()
+	for _, k := range all {
+		if _, ok := values[k]; !ok {
+			t.Errorf("restart-only key %s has no test values", k)
+		}
+	}
+	for _, k := range []string{"admin.state_dir", "dns.udp_sockets", "proxy.affinity_key_file", "admin.read_requires_token"} {
+		if !slices.Contains(all, k) {
+			t.Errorf("%s is not restart-only", k)
+		}
+	}
+	render := func(i int) string {
+		y := restartYAML
+		for k, v := range values {
+			y = strings.ReplaceAll(y, "{"+k+"}", v[i])
+		}
+		return y
+	}
+	r, path, applied := testReloader(t, render(0))
+	started := r.current
+	for i := 1; i <= 2; i++ {
+		writeFile(t, path, render(i))
+		if err := r.Reload(); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if got := r.Last().NeedsRestart; !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(all))) {
+			t.Errorf("reload %d: needs_restart %q, want every restart-only key %q", i, got, all)
+		}
+		cur := (*applied)[len(*applied)-1]
+		if cur.Admin.StateDir != started.Admin.StateDir || cur.DNS.UDPSockets != started.DNS.UDPSockets ||
+			cur.Proxy.AffinityKeyFile != started.Proxy.AffinityKeyFile || *cur.Admin.ReadRequiresToken != *started.Admin.ReadRequiresToken ||
+			cur.Listen != started.Listen || *cur.TLS.ACME != *started.TLS.ACME {
+			t.Errorf("reload %d applied new values of restart-only keys", i)
+		}
+	}
+	// Back to the running values: nothing needs a restart any more.
+	writeFile(t, path, render(0))
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Last().NeedsRestart; len(got) != 0 {
+		t.Errorf("needs_restart %q after going back to the running values", got)
 	}
 }

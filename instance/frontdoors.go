@@ -1,0 +1,217 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/dnsserver"
+	"github.com/coopr-gslb/coopr-gslb/proxy"
+	"github.com/coopr-gslb/coopr-gslb/routing"
+)
+
+// frontDoors are the bound HTTP proxy and DNS responder. bindFrontDoors
+// opens every socket; serve runs the HTTP serve loops until shutdown.
+type frontDoors struct {
+	http, https, dns string
+
+	dnsServer *dnsserver.Server // nil without listen.dns
+	tls       *proxy.TLS        // nil without listen.https
+	px        *proxy.Proxy      // nil without listen.http and listen.https
+
+	// loops are the HTTP servers' serve loops, started by serve; servers
+	// are what shutdown stops; lns are the bound listeners.
+	loops   []func() error
+	servers []proxy.GracefulServer
+	lns     []net.Listener
+
+	mu      sync.Mutex // orders serve and shutdown
+	stopped bool
+	wg      sync.WaitGroup // the serve loops
+
+	shutdownOnce sync.Once
+}
+
+// prepareReload applies what of next the front doors hold themselves rather
+// than read from the routing snapshot: the TLS listener's certificates. On
+// error nothing changed. It is a reload's prepare step.
+func (f *frontDoors) prepareReload(next *config.Config) error {
+	if f.tls == nil {
+		return nil
+	}
+	return f.tls.Reload(next)
+}
+
+// frontDoorDeps are what the front doors read and report to.
+type frontDoorDeps struct {
+	cfg      *config.Config
+	snapshot func() *routing.Snapshot
+	// dnsSnapshot is what DNS answers from: nil (SERVFAIL) until serving.
+	dnsSnapshot func() *routing.Snapshot
+	reg         prometheus.Registerer
+	log         *slog.Logger
+	// passive receives the proxy's passive health signals.
+	passive func(dc, service, endpoint string, failure bool, reason string)
+}
+
+// bindFrontDoors binds the proxy's listeners (plain and TLS) and the DNS
+// responder the config enables. The listen addresses come from the filled
+// configuration; nothing here repeats a default. On error, what was bound
+// is closed again.
+func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
+	f = &frontDoors{}
+	defer func() {
+		if err != nil {
+			f.shutdown(d.cfg.Proxy.ShutdownTimeout.D(), d.log)
+		}
+	}()
+	cfg := d.cfg
+	if cfg.Listen.DNS != "" {
+		dns, err := dnsserver.New(dnsserver.Options{Addr: cfg.Listen.DNS, Snapshot: d.dnsSnapshot, Registerer: d.reg, Logger: d.log})
+		if err != nil {
+			return f, err
+		}
+		if err := dns.Start(); err != nil {
+			return f, fmt.Errorf("listen.dns %s: %w", cfg.Listen.DNS, err)
+		}
+		f.dnsServer, f.dns = dns, dns.Addr()
+	}
+	if cfg.Listen.HTTP == "" && cfg.Listen.HTTPS == "" {
+		return f, nil
+	}
+	var httpLn, httpsLn net.Listener
+	if cfg.Listen.HTTP != "" {
+		if httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+			return f, fmt.Errorf("listen.http %s: %w", cfg.Listen.HTTP, err)
+		}
+		f.lns = append(f.lns, httpLn)
+		f.http = httpLn.Addr().String()
+	}
+	if cfg.Listen.HTTPS != "" {
+		if httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
+			return f, fmt.Errorf("listen.https %s: %w", cfg.Listen.HTTPS, err)
+		}
+		f.lns = append(f.lns, httpsLn)
+		f.https = httpsLn.Addr().String()
+	}
+
+	key, err := proxy.LoadAffinityKey(cfg.Proxy.AffinityKeyFile, cfg.Admin.StateDir)
+	if err != nil {
+		return f, err
+	}
+	// The proxy checks proxy.access_log per request, so a reload can turn it
+	// on or off; it always gets the logger.
+	accessLog := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key})
+	if err != nil {
+		return f, err
+	}
+	f.px = px
+	errorLog := slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)
+	if httpsLn != nil {
+		tlsCfg, err := proxy.NewTLS(cfg, proxy.TLSOptions{HTTPAddr: f.http, HTTPSAddr: f.https, Snapshot: d.snapshot, Logger: d.log})
+		if err != nil {
+			return f, err
+		}
+		f.tls = tlsCfg
+		srv := px.TLSServer(f.https, tlsCfg)
+		srv.ErrorLog = errorLog
+		f.servers = append(f.servers, srv)
+		f.loops = append(f.loops, named("https", func() error { return srv.ServeTLS(httpsLn, "", "") }))
+		if httpLn != nil {
+			plain := px.PlainServer()
+			plain.Handler = tlsCfg.HTTPHandler(px)
+			plain.ErrorLog = errorLog
+			f.servers = append(f.servers, plain)
+			f.loops = append(f.loops, named("http", func() error { return plain.Serve(httpLn) }))
+		}
+	} else {
+		plain := px.PlainServer()
+		plain.ErrorLog = errorLog
+		f.servers = append(f.servers, plain)
+		f.loops = append(f.loops, named("http", func() error { return plain.Serve(httpLn) }))
+	}
+	return f, nil
+}
+
+// named wraps a serve loop so that its error names the server, and a
+// graceful close is no error.
+func named(name string, serve func() error) func() error {
+	return func() error {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("%s server: %w", name, err)
+		}
+		return nil
+	}
+}
+
+// serve runs every HTTP serve loop until shutdown. It returns when ctx is
+// done and every loop has ended, or at once with the first loop's error
+// (the caller then calls shutdown, which joins the other loops). After
+// shutdown it starts nothing.
+func (f *frontDoors) serve(ctx context.Context) error {
+	errs := make(chan error, len(f.loops))
+	f.mu.Lock()
+	if !f.stopped {
+		for _, loop := range f.loops {
+			f.wg.Go(func() { errs <- loop() })
+		}
+	}
+	f.mu.Unlock()
+	for {
+		select {
+		case err := <-errs:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// shutdown stops every front door gracefully within timeout. It is safe to
+// call more than once and before serve.
+func (f *frontDoors) shutdown(timeout time.Duration, log *slog.Logger) {
+	f.shutdownOnce.Do(func() {
+		f.mu.Lock()
+		f.stopped = true
+		f.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		if f.dnsServer != nil {
+			wg.Go(func() {
+				if err := f.dnsServer.Shutdown(ctx); err != nil {
+					log.Warn("shutdown", "server", "dns", "error", err)
+				}
+			})
+		}
+		if f.px != nil {
+			wg.Go(func() {
+				if err := f.px.Shutdown(ctx, f.servers...); err != nil {
+					log.Warn("shutdown", "server", "proxy", "error", err)
+				}
+				f.px.Close()
+			})
+		}
+		wg.Wait()
+		f.wg.Wait()
+		// Listeners never served are still open.
+		for _, ln := range f.lns {
+			ln.Close()
+		}
+		if f.tls != nil {
+			f.tls.Close()
+		}
+	})
+}

@@ -1,0 +1,401 @@
+// Package instance owns one running coopr-gslb: it wires config, health,
+// routing, the front doors (proxy, DNS, admin) and notifications together,
+// and owns their lifetime. New builds everything from a configuration without
+// starting anything; Run binds every listener first (so a bind error stops the
+// start before any probe or notification), then runs each component in one
+// run group: every goroutine has an owner, a stop and a join, and the first
+// component to fail stops the others and is Run's error.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/coopr-gslb/coopr-gslb/admin"
+	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/health"
+	"github.com/coopr-gslb/coopr-gslb/notify"
+	"github.com/coopr-gslb/coopr-gslb/routing"
+	"github.com/coopr-gslb/coopr-gslb/state"
+)
+
+// Options are what an Instance needs besides its configuration. The zero
+// value is usable.
+type Options struct {
+	// ConfigPath is the file Reload reads. If empty, Reload fails with
+	// ErrNoConfigFile.
+	ConfigPath string
+	// Logger receives the main log. If nil, slog.Default().
+	Logger *slog.Logger
+	// StateLog, if set, receives every routing event as a JSON line, with
+	// the sequence numbers of /api/v1/events. It is written outside the
+	// routing engine's lock: a stalled writer delays only itself.
+	StateLog io.Writer
+	// Version is shown on the page, in the API and in build_info.
+	Version string
+	// ProbeOptions, if set, adjust the health checker's options (tests
+	// inject a prober or a clock).
+	ProbeOptions func(*health.Options)
+}
+
+// Addrs are the addresses the front doors actually listen on; empty for a
+// front door the configuration does not enable.
+type Addrs struct {
+	HTTP, HTTPS, DNS, Admin string
+}
+
+// Instance is one coopr-gslb. Create it with New and run it once with Run.
+type Instance struct {
+	opts Options
+	log  *slog.Logger
+	cfg  *config.Config // as started; the reloader holds the current one
+
+	reg          *prometheus.Registry
+	tokens       admin.Tokens
+	engine       *routing.Engine
+	notifier     *notify.Notifier
+	checker      *health.Checker
+	reloads      *reloader
+	drains       *drainer
+	stateMetrics *admin.StateCollector
+	sink         *eventSink
+
+	ready   atomic.Bool
+	serving chan struct{} // closed once every front door serves
+	addrs   Addrs         // set before serving is closed
+	ran     atomic.Bool
+}
+
+// New builds an instance for cfg: the engine with the saved drains, the
+// checker, the notifier and the reloader. It starts no goroutine and opens
+// no socket.
+func New(cfg *config.Config, opts Options) (*Instance, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	i := &Instance{opts: opts, log: opts.Logger, cfg: cfg, serving: make(chan struct{})}
+	i.reg = prometheus.NewRegistry()
+	i.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(opts.Version),
+	)
+	tokens, err := admin.LoadTokens(cfg.Admin.TokenFile, os.Getenv(admin.TokenEnv))
+	if err != nil {
+		return nil, err
+	}
+	i.tokens = tokens
+	store, err := state.Open(cfg.Admin.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	saved, err := store.LoadDrains()
+	if err != nil {
+		return nil, fmt.Errorf("restoring drains: %w", err)
+	}
+
+	i.notifier = notify.New(cfg.Notify, notify.Options{Registerer: i.reg, Logger: i.log})
+	i.sink = newEventSink(opts.StateLog, i.log, func(ev routing.Event) {
+		i.notifier.Notify(ev)
+		i.stateMetrics.RecordEvent(ev)
+	})
+	i.engine = routing.New(cfg, routing.Options{OnEvent: i.sink.write})
+	i.stateMetrics = admin.NewStateCollector(i.engine.Snapshot)
+	i.reg.MustRegister(i.stateMetrics, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "coopr_gslb", Name: "events_dropped_total",
+		Help: "Routing events not logged, written to the state log or notified because the event queue was full.",
+	}, func() float64 { return float64(i.engine.DroppedEvents()) }))
+	// Drains are back before the first answer is served.
+	i.engine.RestoreDrains(saved)
+
+	hopts := health.Options{
+		Prober: health.InstrumentProber(&health.NetProber{}, i.reg),
+		OnChange: func(tr health.Transition) {
+			t := tr.Status.Target
+			i.engine.UpdateEndpoint(routing.EndpointUpdate{
+				DC: t.DC, Service: t.Service, Endpoint: t.Endpoint,
+				Up: tr.Status.Up, Reason: tr.Status.Reason, At: tr.Status.Since,
+			})
+		},
+	}
+	if opts.ProbeOptions != nil {
+		opts.ProbeOptions(&hopts)
+	}
+	i.checker = health.New(probeTargets(cfg), hopts)
+	i.drains = &drainer{engine: i.engine, store: store, log: i.log}
+	i.reloads = newReloader(opts.ConfigPath, cfg, i.log, i.reg, []applyStep{
+		// The front doors read their configuration from each routing
+		// snapshot, so swapping it in the engine reloads them too.
+		{"routing", func(next *config.Config) { i.engine.SetConfig(next) }},
+		{"probes", func(next *config.Config) { i.checker.SetTargets(probeTargets(next)) }},
+		{"notify", func(next *config.Config) { i.notifier.SetHooks(next.Notify) }},
+	})
+	return i, nil
+}
+
+// Reload reads the configuration file again and applies it; on error
+// nothing changed. It is safe to call at any time, also before Run.
+func (i *Instance) Reload() error { return i.reloads.Reload() }
+
+// Serving is closed once every front door serves (after the first probe
+// round); Addrs is valid from then on.
+func (i *Instance) Serving() <-chan struct{} { return i.serving }
+
+// Addrs returns the bound addresses. Call it after Serving is closed.
+func (i *Instance) Addrs() Addrs {
+	<-i.serving
+	return i.addrs
+}
+
+// Engine returns the routing engine, for tests and embedding.
+func (i *Instance) Engine() *routing.Engine { return i.engine }
+
+// ErrRunTwice is returned by a second call of Run.
+var ErrRunTwice = errors.New("instance: Run called twice")
+
+// Run serves until ctx is done or a component fails: it binds every
+// listener (returning the bind error before anything was announced), starts
+// probing, event delivery and notifications, serves the front doors once the
+// first probe round is in, reloads on SIGHUP, and shuts everything down
+// gracefully at the end. Every goroutine it starts has ended when it returns.
+func (i *Instance) Run(ctx context.Context) error {
+	if i.ran.Swap(true) {
+		return ErrRunTwice
+	}
+	defer i.engine.Close()
+	cfg := i.reloads.currentConfig()
+	timeout := cfg.Proxy.ShutdownTimeout.D()
+	tuneGC()
+
+	// Bind first: a busy port fails the start here, before any probe, event
+	// or webhook.
+	adminSrv := admin.New(admin.Options{
+		Snapshot:          i.engine.Snapshot,
+		Events:            i.engine.Events,
+		Probes:            i.checker.Statuses,
+		Ready:             i.ready.Load,
+		Gatherer:          i.reg,
+		Version:           i.opts.Version,
+		Drain:             i.drains.drain,
+		Undrain:           i.drains.undrain,
+		Reload:            i.reloads.Reload,
+		LastReload:        i.reloads.Last,
+		Tokens:            i.tokens,
+		ReadRequiresToken: readsNeedToken(cfg),
+	})
+	var adminLn net.Listener
+	if cfg.Listen.Admin != "" {
+		ln, err := net.Listen("tcp", cfg.Listen.Admin)
+		if err != nil {
+			return fmt.Errorf("listen.admin %s: %w", cfg.Listen.Admin, err)
+		}
+		adminLn = ln
+		i.addrs.Admin = ln.Addr().String()
+	}
+	// The front doors start from the configuration in effect and are
+	// reloaded with it from then on: what they hold themselves, such as
+	// certificates, is re-read in the reload's prepare phase.
+	var fronts *frontDoors
+	err := i.reloads.attach(func(current *config.Config) (func(*config.Config) error, error) {
+		var err error
+		fronts, err = bindFrontDoors(frontDoorDeps{
+			cfg: current, snapshot: i.engine.Snapshot, reg: i.reg, log: i.log,
+			// DNS answers nothing (SERVFAIL) until the first probe round is
+			// in, so its first answers are already health-aware.
+			dnsSnapshot: func() *routing.Snapshot {
+				if !i.ready.Load() {
+					return nil
+				}
+				return i.engine.Snapshot()
+			},
+			// What the proxy learns from failed requests reaches the shared
+			// health view, so DNS moves as fast as the proxy; active probes
+			// confirm it.
+			passive: func(dc, service, endpoint string, failure bool, reason string) {
+				i.checker.ReportPassive(routing.EndpointID{DC: dc, Service: service, Endpoint: endpoint}.String(), failure, reason)
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		return fronts.prepareReload, nil
+	})
+	if err != nil {
+		if adminLn != nil {
+			adminLn.Close()
+		}
+		return err
+	}
+	i.addrs.HTTP, i.addrs.HTTPS, i.addrs.DNS = fronts.http, fronts.https, fronts.dns
+
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g run.Group
+	// The context: Run's caller stops everything by cancelling it.
+	g.Add(func() error { <-rctx.Done(); return nil }, func(error) { cancel() })
+	// Events leave the engine's lock through its queue: logging, the state
+	// log, metrics and notifications consume them here.
+	g.Add(func() error { return i.engine.Deliver(rctx) }, func(error) { cancel() })
+	// DNS builds its view of each snapshot as it is published, off the
+	// query path.
+	if fronts.dnsServer != nil {
+		g.Add(func() error {
+			i.engine.Watch(rctx, func(s *routing.Snapshot) {
+				if i.ready.Load() {
+					fronts.dnsServer.Prepare(s)
+				}
+			})
+			return nil
+		}, func(error) { cancel() })
+	}
+	g.Add(func() error { i.checker.Run(rctx); return nil }, func(error) { cancel() })
+	g.Add(func() error { i.notifier.Run(rctx); return nil }, func(error) { cancel() })
+	if adminLn != nil {
+		srv := &http.Server{Handler: adminSrv, ReadHeaderTimeout: cfg.Proxy.ReadHeaderTimeout.D(), MaxHeaderBytes: cfg.Proxy.MaxHeaderBytes,
+			ErrorLog: slog.NewLogLogger(i.log.Handler(), slog.LevelWarn)}
+		g.Add(func() error {
+			if err := srv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin server: %w", err)
+			}
+			return nil
+		}, func(error) {
+			sctx, scancel := context.WithTimeout(context.Background(), timeout)
+			defer scancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				i.log.Warn("shutdown", "server", "admin", "error", err)
+			}
+		})
+	}
+	if fronts.tls != nil {
+		g.Add(func() error {
+			// Certificates for configured names are obtained (and renewed)
+			// in the background; the listeners are already up for the ACME
+			// challenges. A failure is logged, not fatal: certificates
+			// already held keep serving.
+			if err := fronts.tls.Manage(rctx, false); err != nil {
+				i.log.Error("TLS certificates", "error", err)
+			}
+			<-rctx.Done()
+			return nil
+		}, func(error) { cancel() })
+	}
+	// The front doors answer only once every endpoint has its first result.
+	g.Add(func() error {
+		select {
+		case <-i.checker.Ready():
+		case <-time.After(firstRoundLimit(cfg)):
+			i.log.Warn("first probe round did not finish in time; serving with what is known")
+		case <-rctx.Done():
+			return nil
+		}
+		i.ready.Store(true)
+		if fronts.dnsServer != nil {
+			fronts.dnsServer.Prepare(i.engine.Snapshot())
+		}
+		i.log.Info("serving", "http", i.addrs.HTTP, "https", i.addrs.HTTPS, "dns", i.addrs.DNS, "admin", i.addrs.Admin)
+		close(i.serving)
+		return fronts.serve(rctx)
+	}, func(error) {
+		cancel()
+		fronts.shutdown(timeout, i.log)
+	})
+	// SIGHUP reloads.
+	g.Add(func() error {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-rctx.Done():
+				return nil
+			case <-hup:
+				_ = i.Reload()
+			}
+		}
+	}, func(error) { cancel() })
+
+	err = g.Run()
+	i.log.Info("shut down")
+	return err
+}
+
+// readsNeedToken applies admin.read_requires_token, whose default is no on a
+// loopback admin listener and yes elsewhere.
+func readsNeedToken(cfg *config.Config) bool {
+	if v := cfg.Admin.ReadRequiresToken; v != nil {
+		return *v
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen.Admin)
+	if host == "localhost" {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
+}
+
+// drainer applies drains and keeps them in the state directory, so a restart
+// forgets nothing. The mutex keeps the saved file in step with the engine.
+type drainer struct {
+	mu     sync.Mutex
+	engine *routing.Engine
+	store  *state.Store
+	log    *slog.Logger
+}
+
+func (d *drainer) drain(dc string, dr routing.Drain) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.engine.Drain(dc, dr); err != nil {
+		return err
+	}
+	return d.save("drain", dc)
+}
+
+func (d *drainer) undrain(dc, by string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.engine.Undrain(dc, by); err != nil {
+		return err
+	}
+	return d.save("undrain", dc)
+}
+
+// save writes the drains in effect. Its error is logged and returned at
+// once; the change itself stays in effect (and is one event) either way.
+func (d *drainer) save(what, dc string) error {
+	if err := d.store.SaveDrains(d.engine.Snapshot().Drains); err != nil {
+		d.log.Error("the "+what+" is in effect but could not be saved for a restart", "dc", dc, "error", err)
+		return fmt.Errorf("the %s of %s is in effect but could not be saved for a restart: %w", what, dc, err)
+	}
+	return nil
+}
+
+// defaultGCPercent is the garbage collector's target when GOGC is not set.
+// The live heap of a GSLB is a few MiB, so with Go's default of 100 the
+// collector runs many times a second under load and took ~5% of the proxy's
+// CPU; 400 trades a few MiB of memory for most of that.
+const defaultGCPercent = 400
+
+// tuneGC sets the collector's target, leaving an operator's GOGC alone.
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+}
