@@ -56,8 +56,15 @@ func demo(httpAddr, dnsAddr, adminAddr, controlAddr, stateLog string) error {
 		return err
 	}
 	control := &http.Server{Handler: fleet.Handler()}
-	go func() { _ = control.Serve(controlLn) }()
-	defer control.Close()
+	controlDone := make(chan struct{})
+	go func() {
+		defer close(controlDone)
+		_ = control.Serve(controlLn)
+	}()
+	defer func() {
+		control.Close()
+		<-controlDone
+	}()
 
 	dir, err := os.MkdirTemp("", "coopr-gslb-demo-")
 	if err != nil {

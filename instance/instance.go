@@ -50,9 +50,6 @@ type Options struct {
 	StateLog io.Writer
 	// Version is shown on the page, in the API and in build_info.
 	Version string
-	// ProbeOptions, if set, adjust the health checker's options (tests
-	// inject a prober or a clock).
-	ProbeOptions func(*health.Options)
 }
 
 // Addrs are the addresses the front doors actually listen on; empty for a
@@ -125,7 +122,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	// Drains are back before the first answer is served.
 	i.engine.RestoreDrains(saved)
 
-	hopts := health.Options{
+	i.checker = health.New(probeTargets(cfg), health.Options{
 		Prober: health.InstrumentProber(&health.NetProber{}, i.reg),
 		OnChange: func(tr health.Transition) {
 			t := tr.Status.Target
@@ -134,11 +131,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 				Up: tr.Status.Up, Reason: tr.Status.Reason, At: tr.Status.Since,
 			})
 		},
-	}
-	if opts.ProbeOptions != nil {
-		opts.ProbeOptions(&hopts)
-	}
-	i.checker = health.New(probeTargets(cfg), hopts)
+	})
 	i.drains = &drainer{engine: i.engine, store: store, log: i.log}
 	i.reloads = newReloader(opts.ConfigPath, cfg, i.log, i.reg, []applyStep{
 		// The front doors read their configuration from each routing
