@@ -43,8 +43,9 @@ func buildHosts(services []*Service) hostTable {
 	return t
 }
 
-// Match returns the service for a request's host (lower-case, without port or
-// trailing dot) and path, or nil when no service claims it.
+// Match returns the service for a request's host, in the form
+// config.CanonicalHost gives (lower-case, without port or trailing dot), and
+// path, or nil when no service claims it.
 func (s *Snapshot) Match(host, path string) *Service {
 	if rs, ok := s.hosts.exact[host]; ok {
 		return matchPath(rs, path)
