@@ -73,11 +73,7 @@ func TestDecisionAgrees(t *testing.T) {
 
 			// DNS, with the client's network in ECS.
 			out := dig(t, digTool, dnsAddr, "+short", "+subnet="+tc.client+"/32", "api.coopr.example.com", "A")
-			var gotDNS []string
-			for _, l := range strings.Fields(out) {
-				gotDNS = append(gotDNS, l)
-			}
-			slices.Sort(gotDNS)
+			gotDNS := slices.Sorted(slices.Values(strings.Fields(out)))
 
 			// The proxy, with the client in X-Forwarded-For from a trusted peer.
 			req, _ := http.NewRequest("GET", "http://"+httpAddr+"/status", nil)
