@@ -30,7 +30,7 @@ func cmdDemo(args []string) int {
 	dnsAddr := fs.String("dns", "127.0.0.1:8053", "DNS listen address (UDP and TCP)")
 	adminAddr := fs.String("admin", "127.0.0.1:9090", "status page and API listen address")
 	controlAddr := fs.String("control", "127.0.0.1:9099", "simulator control listen address (fail and recover DCs)")
-	stateLog := fs.String("state-log", "", "append every routing event as a JSON line to this file (\"-\" for stdout)")
+	stateLog := fs.String("state-log", "", "append every routing event as a JSON line, numbered as in /api/v1/events, to this file (\"-\" for stdout)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

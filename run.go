@@ -22,7 +22,7 @@ func cmdRun(args []string) int {
 		fs.PrintDefaults()
 	}
 	path := fs.String("config", "config.yaml", "configuration file")
-	stateLog := fs.String("state-log", "", "append every routing event as a JSON line to this file (\"-\" for stdout)")
+	stateLog := fs.String("state-log", "", "append every routing event as a JSON line, numbered as in /api/v1/events, to this file (\"-\" for stdout)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
