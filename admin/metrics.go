@@ -62,7 +62,7 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, svc := range snap.Services {
 		ch <- prometheus.MustNewConstMetric(c.allDown, prometheus.GaugeValue, b2f(svc.AllDown), svc.Name)
-		if svc.Config.ShardRouting != "off" {
+		if svc.ShardMode != routing.ShardOff {
 			for _, sh := range svc.Shards() {
 				ch <- prometheus.MustNewConstMetric(c.takeover, prometheus.GaugeValue, b2f(sh.Owner != sh.Home), svc.Name, sh.Home, sh.Owner)
 			}

@@ -106,7 +106,7 @@ func (s *Server) buildStatus() Status {
 		// from one load to the next: the first DC of its weight table.
 		ans := svc.Route(routing.Request{Client: netip.IPv4Unspecified(), Rand: firstPick}, nil)
 		d := ans.Decision
-		ss := ServiceStatus{Name: svc.Name, Policy: string(svc.Policy), AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: addrStrings(ans.Addresses()), ShardRouting: svc.Config.ShardRouting,
+		ss := ServiceStatus{Name: svc.Name, Policy: string(svc.Policy), AllDown: svc.AllDown, Summary: svc.Summary, Reason: d.Reason, State: "ok", DNSAnswer: addrStrings(ans.Addresses()), ShardRouting: string(svc.ShardMode),
 			DNSTTL: svc.TTL, TTLReason: svc.TTLReason, DetectionSeconds: svc.Detection.Seconds(), WorstCaseFailoverSeconds: svc.WorstCaseFailover.Seconds()}
 		for _, sh := range svc.Shards() {
 			ss.Shards = append(ss.Shards, ShardStatus{Home: sh.Home, Start: sh.Start, Increment: sh.Increment, Owner: sh.Owner,

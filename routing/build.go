@@ -44,8 +44,9 @@ func failoverOrder(in []*config.Datacenter) []*config.Datacenter {
 
 func buildService(name string, sc *config.Service, dcs []*config.Datacenter, endpoints map[EndpointID]endpointState, drains map[string]Drain, rnd func(uint64) uint64) *Service {
 	pol := ParsePolicy(sc.Policy)
-	svc := &Service{Name: name, Config: sc, Policy: pol, policy: policyFor(pol), policyName: pol, rand: rnd,
-		shardMode: ParseShardMode(sc.ShardRouting), affinity: sc.Affinity == "cookie"}
+	mode := ParseShardMode(sc.ShardRouting)
+	svc := &Service{Name: name, Config: sc, Policy: pol, ShardMode: mode, policy: policyFor(pol), policyName: pol, rand: rnd,
+		shardMode: mode, affinity: sc.Affinity == "cookie"}
 	var healthy, undrained []*Target
 	for _, dc := range dcs {
 		ds := dc.Services[name]

@@ -78,8 +78,9 @@ type Service struct {
 	// WorstCaseFailover adds the time caches may keep the old answer.
 	Detection, WorstCaseFailover time.Duration
 
-	// Policy is the service's policy.
-	Policy Policy
+	// Policy is the service's policy, ShardMode its shard_routing.
+	Policy    Policy
+	ShardMode ShardMode
 
 	policy     policy
 	policyName Policy
