@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"go.uber.org/goleak"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
@@ -24,11 +25,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// The HTTP client's idle connections of httptest servers.
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // runYAML has every front door on a free loopback port and one endpoint;
@@ -129,6 +126,7 @@ func start(t *testing.T, cfg *config.Config, opts Options) started {
 func TestRunServesAndStops(t *testing.T) {
 	be := backend(t)
 	cfg, _ := loadYAML(t, fmt.Sprintf(runYAML, be.Addr(), ""))
+	before := goleak.IgnoreCurrent()
 	s := start(t, cfg, Options{Version: "test"})
 	a := s.inst.Addrs()
 	if a.HTTP == "" || a.DNS == "" || a.Admin == "" || strings.HasSuffix(a.HTTP, ":0") {
@@ -142,10 +140,30 @@ func TestRunServesAndStops(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz %d once serving", resp.StatusCode)
 	}
+	// DNS answers from the published snapshot.
+	m := new(dns.Msg)
+	m.SetQuestion("api.coopr.example.com.", dns.TypeA)
+	in, err := dns.Exchange(m, a.DNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Answer) != 1 || !strings.Contains(in.Answer[0].String(), "192.0.2.10") {
+		t.Errorf("DNS answer %v", in.Answer)
+	}
+	// The proxy answers (the backend closes every connection: a 502 is fine).
+	req, _ := http.NewRequest("GET", "http://"+a.HTTP+"/", nil)
+	req.Host = "api.coopr.example.com"
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
 	http.DefaultClient.CloseIdleConnections()
 	if err := s.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	// Every goroutine Run started has ended when it returns.
+	goleak.VerifyNone(t, before)
 	if err := s.inst.Run(context.Background()); err != ErrRunTwice {
 		t.Errorf("second Run: %v", err)
 	}
