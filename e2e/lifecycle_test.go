@@ -124,6 +124,20 @@ func TestDrainWithUnwritableStateDir(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d drained events, want 1: %v", n, events)
 	}
+	// The state log numbers its lines as the API does.
+	api := map[float64]any{}
+	for _, ev := range events {
+		api[ev["seq"].(float64)] = ev["kind"]
+	}
+	eventually(t, 5*time.Second, "the drain in the state log", func() bool {
+		evs := g.stateEvents()
+		return len(evs) > 0 && evs[len(evs)-1]["kind"] == "drained"
+	})
+	for _, ev := range g.stateEvents() {
+		if seq, _ := ev["seq"].(float64); seq == 0 || api[seq] != ev["kind"] {
+			t.Errorf("state log line %v: seq %v is %v in /api/v1/events", ev, ev["seq"], api[seq])
+		}
+	}
 	eventually(t, 10*time.Second, "the drained webhook", func() bool { return len(hooks.got()) >= 1 })
 	time.Sleep(500 * time.Millisecond)
 	if got := hooks.got(); len(got) != 1 {
