@@ -144,13 +144,15 @@ type Cluster struct {
 	ml    atomic.Pointer[memberlist.Memberlist]
 	queue *memberlist.TransmitLimitedQueue
 
-	mu     sync.Mutex // guards the fields below; never held while calling memberlist
-	tab    *table
-	cfg    *config.Config
-	hash   string
-	quorum int
-	peers  []string
-	gone   map[string]goneMember
+	mu      sync.Mutex // guards the fields below; never held while calling memberlist
+	tab     *table
+	cfg     *config.Config
+	hash    string
+	quorum  int
+	peers   []string
+	gone    map[string]goneMember
+	members map[string]memberEntry // peers memberlist counts in, self excluded
+	addr    string                 // this member's advertised host:port
 
 	saveMu sync.Mutex // serialises Store.SaveClusterDrains
 	dirty  atomic.Bool
@@ -161,6 +163,16 @@ type Cluster struct {
 	runOnce   sync.Once
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// memberEntry is a peer as memberlist's events last described it. memberlist
+// rewrites the Nodes that Members returns in place, without a lock readers
+// could take (hashicorp/memberlist#306), and never sets their State, so
+// the Cluster keeps copies made in the event callbacks, which memberlist calls
+// under its node lock, and judges liveness itself.
+type memberEntry struct {
+	node   memberlist.Node
+	joined time.Time
 }
 
 // goneMember is a member memberlist reported dead or gone.
@@ -198,6 +210,7 @@ func New(opts Options) (*Cluster, error) {
 		hash:    ConfigHash(cfg),
 		quorum:  cl.Quorum.Count,
 		peers:   slices.Clone(cl.Peers),
+		members: map[string]memberEntry{},
 		gone:    map[string]goneMember{},
 		wake:    make(chan struct{}, 1),
 		change:  make(chan struct{}, 1),
@@ -239,6 +252,8 @@ func New(opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.ml.Store(ml)
+	// No peer is known yet, so nothing rewrites the local node concurrently.
+	c.addr = ml.LocalNode().Address()
 	return c, nil
 }
 
@@ -310,7 +325,7 @@ func splitHostPort(addr string) (string, int, error) {
 func (c *Cluster) Name() string { return c.name }
 
 // Address returns the host:port other members reach this one at.
-func (c *Cluster) Address() string { return c.ml.Load().LocalNode().Address() }
+func (c *Cluster) Address() string { return c.addr }
 
 // Changed returns a channel that receives a value (coalesced) after the
 // view, the drains or the membership may have changed. The caller reads
@@ -426,10 +441,13 @@ func (s *sender) poke() {
 // those of members that are gone or moved.
 func (c *Cluster) syncSenders(ctx context.Context, wg *sync.WaitGroup, senders map[string]*sender) {
 	current := map[string]bool{}
-	for _, n := range c.ml.Load().Members() {
-		if n.Name == c.name {
-			continue
-		}
+	c.mu.Lock()
+	nodes := make([]memberlist.Node, 0, len(c.members))
+	for _, e := range c.members {
+		nodes = append(nodes, e.node)
+	}
+	c.mu.Unlock()
+	for _, n := range nodes {
 		current[n.Name] = true
 		if s := senders[n.Name]; s != nil {
 			if s.node.Address() == n.Address() {
@@ -437,7 +455,7 @@ func (c *Cluster) syncSenders(ctx context.Context, wg *sync.WaitGroup, senders m
 			}
 			close(s.stop)
 		}
-		s := &sender{node: *n, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+		s := &sender{node: n, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 		senders[n.Name] = s
 		s.poke() // a new member gets our state at once
 		wg.Add(1)
@@ -503,14 +521,15 @@ func (c *Cluster) rejoinLoop(ctx context.Context) {
 func (c *Cluster) rejoin() error {
 	c.mu.Lock()
 	peers := slices.Clone(c.peers)
-	c.mu.Unlock()
-	ml := c.ml.Load()
-	alive := map[string]bool{ml.LocalNode().Address(): true, c.bind: true}
-	for _, n := range ml.Members() {
-		if n.State == memberlist.StateAlive {
-			alive[n.Address()] = true
+	alive := map[string]bool{c.addr: true, c.bind: true}
+	now := c.clock.Now()
+	for name, e := range c.members {
+		if c.isAlive(name, e, now) {
+			alive[e.node.Address()] = true
 		}
 	}
+	c.mu.Unlock()
+	ml := c.ml.Load()
 	var targets []string
 	for _, p := range peers {
 		if !alive[p] {
@@ -545,16 +564,30 @@ func (c *Cluster) persist() {
 	}
 }
 
+// isAlive reports whether a peer memberlist counts in is alive: heard from
+// (or joined) within the expiry. One that memberlist still lists but that has
+// been silent longer is suspect. c.mu must be held.
+func (c *Cluster) isAlive(name string, e memberEntry, now time.Time) bool {
+	last := e.joined
+	if p := c.tab.peers[name]; p != nil && p.heard.After(last) {
+		last = p.heard
+	}
+	return now.Sub(last) <= c.timings.Expire
+}
+
 // aliveNames returns the names of the alive members, self included, sorted.
 func (c *Cluster) aliveNames() []string {
-	var out []string
-	for _, n := range c.ml.Load().Members() {
-		if n.State == memberlist.StateAlive {
-			out = append(out, n.Name)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.aliveLocked(c.clock.Now())
+}
+
+func (c *Cluster) aliveLocked(now time.Time) []string {
+	out := []string{c.name}
+	for name, e := range c.members {
+		if c.isAlive(name, e, now) {
+			out = append(out, name)
 		}
-	}
-	if !slices.Contains(out, c.name) {
-		out = append(out, c.name)
 	}
 	slices.Sort(out)
 	return out
@@ -588,9 +621,10 @@ func (c *Cluster) SetObservations(obs []Observation) {
 
 // View returns the cluster's decision for every observed endpoint.
 func (c *Cluster) View() View {
-	alive := c.aliveNames()
 	c.mu.Lock()
-	ballots := c.tab.ballots(alive, c.clock.Now(), c.timings.Expire)
+	now := c.clock.Now()
+	alive := c.aliveLocked(now)
+	ballots := c.tab.ballots(alive, now, c.timings.Expire)
 	q, qs := c.quorum, c.quorumText()
 	c.mu.Unlock()
 	return buildView(c.name, ballots, q, len(alive) <= 1, qs)
@@ -652,9 +686,9 @@ func (c *Cluster) write(make func(*table, time.Time) (Drain, bool)) (Drain, erro
 
 // Drains returns the drains in force, by key, with how many members hold them.
 func (c *Cluster) Drains() []DrainInfo {
-	alive := c.aliveNames()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	alive := c.aliveLocked(c.clock.Now())
 	var out []DrainInfo
 	for _, d := range c.tab.activeDrains() {
 		out = append(out, DrainInfo{Drain: d, KnownOn: c.tab.knownOn(d, alive), Members: len(alive)})
@@ -778,8 +812,12 @@ var _ memberlist.EventDelegate = events{}
 
 func (e events) NotifyJoin(n *memberlist.Node) {
 	c := e.c
+	if n.Name == c.name {
+		return
+	}
 	c.mu.Lock()
 	delete(c.gone, n.Name)
+	c.members[n.Name] = memberEntry{node: *n, joined: c.clock.Now()}
 	c.mu.Unlock()
 	c.kick.Store(true)
 	c.wakeUp()
@@ -789,6 +827,11 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 func (e events) NotifyLeave(n *memberlist.Node) {
 	c := e.c
 	c.mu.Lock()
+	if n.Name == c.name {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.members, n.Name)
 	c.gone[n.Name] = goneMember{addr: n.Address(), at: c.clock.Now()}
 	c.tab.forgetObservations(n.Name)
 	c.mu.Unlock()
@@ -796,7 +839,16 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 	c.notify()
 }
 
-func (e events) NotifyUpdate(n *memberlist.Node) {}
+func (e events) NotifyUpdate(n *memberlist.Node) {
+	c := e.c
+	c.mu.Lock()
+	if m, ok := c.members[n.Name]; ok {
+		m.node = *n
+		c.members[n.Name] = m
+	}
+	c.mu.Unlock()
+	c.wakeUp()
+}
 
 // zapWriter turns memberlist's log lines ("[WARN] memberlist: ...") into
 // zap entries; its debug lines are dropped.

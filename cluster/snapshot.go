@@ -3,8 +3,6 @@ package cluster
 import (
 	"slices"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"time"
 )
@@ -41,12 +39,10 @@ type Member struct {
 // Snapshot returns the cluster as this member sees it. The result is the
 // caller's.
 func (c *Cluster) Snapshot() Snapshot {
-	nodes := c.ml.Load().Members()
-	alive := c.aliveNames()
-	now := c.clock.Now()
-
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.clock.Now()
+	alive := c.aliveLocked(now)
 	s := Snapshot{Self: c.name, Quorum: "majority", Alone: len(alive) <= 1}
 	if c.quorum > 0 {
 		s.Quorum = c.quorum
@@ -67,15 +63,13 @@ func (c *Cluster) Snapshot() Snapshot {
 		}
 		s.Members = append(s.Members, m)
 	}
-	for _, n := range nodes {
+	add(c.name, c.addr, StateAlive)
+	for name, e := range c.members {
 		state := StateAlive
-		if n.State != memberlist.StateAlive {
+		if !c.isAlive(name, e, now) {
 			state = StateSuspect
 		}
-		add(n.Name, n.Address(), state)
-	}
-	if !seen[c.name] {
-		add(c.name, c.ml.Load().LocalNode().Address(), StateAlive)
+		add(name, e.node.Address(), state)
 	}
 	for name, g := range c.gone {
 		if !seen[name] {
