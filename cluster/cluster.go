@@ -38,6 +38,9 @@ const (
 	StateDead    = "dead"
 )
 
+// forgetDead is how long a dead member stays on the cluster page.
+const forgetDead = time.Hour
+
 // Label is memberlist's packet label: gossip of other memberlist users on
 // the same port (Consul, Serf...) is refused before decryption.
 const Label = "coopr-gslb"
@@ -403,7 +406,14 @@ func (c *Cluster) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			c.mu.Lock()
-			expired := c.tab.expire(c.clock.Now(), c.timings.Expire)
+			now := c.clock.Now()
+			expired := c.tab.expire(now, c.timings.Expire)
+			for name, g := range c.gone {
+				if now.Sub(g.at) > forgetDead {
+					delete(c.gone, name)
+					delete(c.tab.peers, name)
+				}
+			}
 			c.mu.Unlock()
 			if expired {
 				c.notify()

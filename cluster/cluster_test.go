@@ -23,6 +23,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// awaitMemberlistProbes waits, when the test ends, for memberlist's probes
+// to end: a probe does not watch for shutdown and lasts up to a probe
+// interval (3 s with the default timings), longer than goleak waits.
+func awaitMemberlistProbes(t *testing.T) {
+	t.Cleanup(func() {
+		deadline := time.Now().Add(2 * DefaultTimings().ProbeInterval)
+		for goleak.Find() != nil && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
 // fastTimings make failure detection and re-joins take a fraction of a
@@ -654,5 +666,87 @@ func TestDeriveSecret(t *testing.T) {
 	}
 	if string(a) == string(DeriveSecret([]byte("0123456789abcdef"), SecretDNSCookie)) {
 		t.Fatal("two keys share a secret")
+	}
+}
+
+// TestDefaultTimings runs three members with the timings a deployment gets
+// (only the heartbeat, health.interval, is 1 s as by default): a drain
+// reaches everyone within 2 s; a member cut off is no longer alive well
+// before 25 s; after the cut heals, drains given on both sides agree within
+// 10 s.
+func TestDefaultTimings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about 10 s")
+	}
+	awaitMemberlistProbes(t) // registered first, so it runs after the members stop
+	nw := &network{}
+	ms := startCluster(t, 3, memberOpts{net: nw, timings: Timings{Heartbeat: time.Second}})
+	d, err := ms[1].Drain(DrainKey{DC: "east"}, DrainRequest{Reason: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 2*time.Second, func() string {
+		for _, m := range ms {
+			if ds := m.Drains(); len(ds) != 1 || ds[0].Stamp != d.Stamp {
+				return m.Name() + " lacks the drain"
+			}
+		}
+		return ""
+	})
+	t.Logf("default timings: drain reached 3 members in %s", took)
+
+	nw.partition(ms[:1], ms[1:])
+	took = eventually(t, 25*time.Second, func() string {
+		for _, m := range ms[1].Snapshot().Members {
+			if m.Name == "m0" && m.State == StateAlive {
+				return "m0 still alive on m1"
+			}
+		}
+		return ""
+	})
+	t.Logf("default timings: a cut-off member stopped being alive after %s", took)
+	if _, err := ms[0].Undrain(DrainKey{DC: "east"}, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms[2].Drain(DrainKey{DC: "west"}, DrainRequest{Reason: "other side"}); err != nil {
+		t.Fatal(err)
+	}
+	nw.heal()
+	took = eventually(t, 10*time.Second, func() string {
+		for _, m := range ms {
+			ds := m.Drains()
+			if len(ds) != 1 || ds[0].Key.DC != "west" {
+				return fmt.Sprintf("%s has %+v", m.Name(), ds)
+			}
+		}
+		return ""
+	})
+	t.Logf("default timings: after healing all agree in %s", took)
+}
+
+// TestReload: peers and quorum change on reload; the other keys are
+// reported as needing a restart.
+func TestReload(t *testing.T) {
+	ms := startCluster(t, 3, memberOpts{})
+	report(ms[0], false, true, true)
+	report(ms[1], true, true, true)
+	report(ms[2], true, true, true)
+	eventually(t, 2*time.Second, func() string {
+		if e := ms[0].View().Endpoints[east1]; e.UpVotes+e.DownVotes != 3 || e.Down {
+			return fmt.Sprintf("%+v", e)
+		}
+		return ""
+	})
+	cfg := loadConfig(t, "m0", memberOpts{quorum: "1"})
+	cfg.Cluster.Bind = "127.0.0.1:1"
+	restart := ms[0].Reload(cfg)
+	if fmt.Sprint(restart) != "[cluster.bind]" {
+		t.Errorf("restart keys %v, want [cluster.bind]", restart)
+	}
+	if e := ms[0].View().Endpoints[east1]; !e.Down || e.Required != 1 {
+		t.Errorf("quorum 1 after reload: %+v", e)
+	}
+	if s := ms[0].Snapshot(); s.Quorum != 1 {
+		t.Errorf("snapshot quorum %v", s.Quorum)
 	}
 }
