@@ -138,3 +138,35 @@ func mustB64(s string) []byte {
 	}
 	return b
 }
+
+// TestExampleClusterBlock: the commented cluster block of
+// config.example.yaml, uncommented, is valid and shows the defaults.
+func TestExampleClusterBlock(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "# cluster:"):
+			in = true
+			line = strings.TrimPrefix(line, "# ")
+		case in && strings.HasPrefix(line, "#   "):
+			line = strings.TrimPrefix(line, "# ")
+		default:
+			in = false
+		}
+		out = append(out, line)
+	}
+	cfg, _, err := Parse([]byte(strings.Join(out, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	cl := cfg.Cluster
+	if cl == nil || cl.Name != host || cl.Bind != DefaultClusterBind || !cl.Quorum.IsMajority() || len(cl.Peers) != 0 {
+		t.Fatalf("example cluster block: %+v", cl)
+	}
+}
