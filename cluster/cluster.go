@@ -482,7 +482,15 @@ func (c *Cluster) syncSenders(ctx context.Context, wg *sync.WaitGroup, senders m
 	}
 }
 
+// sendLoop sends on every poke; a failed send is retried after a backoff
+// (from retryMin, doubling up to the heartbeat) rather than at the next
+// heartbeat, so one lost connection does not delay a drain by a heartbeat.
 func (c *Cluster) sendLoop(ctx context.Context, s *sender) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var retry <-chan time.Time // timer.C while a retry is due
+	backoff := retryMin
 	for {
 		select {
 		case <-ctx.Done():
@@ -490,16 +498,26 @@ func (c *Cluster) sendLoop(ctx context.Context, s *sender) {
 		case <-s.stop:
 			return
 		case <-s.kick:
+		case <-retry:
 		}
+		timer.Stop()
+		retry = nil
 		msg := c.stateMessage()
 		if err := c.ml.Load().SendReliable(&s.node, msg); err != nil {
 			c.met.messages.WithLabelValues("failed", "state").Inc()
 			c.log.Debug("cluster: sending state", zap.String("member", s.node.Name), zap.Error(err))
+			timer.Reset(backoff)
+			retry = timer.C
+			backoff = min(2*backoff, c.timings.Heartbeat)
 			continue
 		}
+		backoff = retryMin
 		c.met.messages.WithLabelValues("sent", "state").Inc()
 	}
 }
+
+// retryMin is the first pause before a failed state send is retried.
+const retryMin = 100 * time.Millisecond
 
 func (c *Cluster) stateMessage() []byte {
 	c.mu.Lock()

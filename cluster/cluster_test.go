@@ -44,7 +44,7 @@ var fastTimings = Timings{
 	ProbeTimeout:     50 * time.Millisecond,
 	GossipInterval:   50 * time.Millisecond,
 	PushPullInterval: 500 * time.Millisecond,
-	TCPTimeout:       300 * time.Millisecond,
+	TCPTimeout:       time.Second,
 	SuspicionMult:    2,
 	Rejoin:           200 * time.Millisecond,
 	Heartbeat:        100 * time.Millisecond,
@@ -749,4 +749,46 @@ func TestReload(t *testing.T) {
 	if s := ms[0].Snapshot(); s.Quorum != 1 {
 		t.Errorf("snapshot quorum %v", s.Quorum)
 	}
+}
+
+// TestFailoverAgreement: when every member's probes see east go down, how
+// long until every member's view counts it down (the gossip part of
+// failover; detection by the probes comes before). The heartbeat is slowed
+// so only the prompt send on a change can make it.
+func TestFailoverAgreement(t *testing.T) {
+	for _, n := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d members", n), func(t *testing.T) {
+			timings := fastTimings
+			timings.Heartbeat = 10 * time.Second
+			timings.Expire = time.Minute
+			ms := startCluster(t, n, memberOpts{timings: timings})
+			for _, m := range ms {
+				report(m, true, true, true)
+			}
+			eventually(t, 2*time.Second, func() string {
+				for _, m := range ms {
+					if e := m.View().Endpoints[east1]; e.UpVotes != n {
+						return fmt.Sprintf("%s: %s", m.Name(), votes(e))
+					}
+				}
+				return ""
+			})
+			for _, m := range ms {
+				report(m, false, false, true)
+			}
+			took := eventually(t, time.Second, func() string {
+				for _, m := range ms {
+					if e := m.View().Endpoints[east1]; !e.Down || e.DownVotes != n {
+						return fmt.Sprintf("%s: %s", m.Name(), votes(e))
+					}
+				}
+				return ""
+			})
+			t.Logf("%d members agree east is down %s after the last report", n, took)
+		})
+	}
+}
+
+func votes(e EndpointView) string {
+	return fmt.Sprintf("down=%v up_votes=%d down_votes=%d required=%d source=%s down_by=%v", e.Down, e.UpVotes, e.DownVotes, e.Required, e.Source, e.DownBy)
 }
