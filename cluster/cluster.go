@@ -38,6 +38,11 @@ const (
 	StateDead    = "dead"
 )
 
+const (
+	maxHeartbeat = 2 * time.Second
+	maxAlive     = 20 * time.Second
+)
+
 // forgetDead is how long a dead member stays on the cluster page.
 const forgetDead = time.Hour
 
@@ -67,11 +72,16 @@ type Timings struct {
 	// Rejoin is how often peers that are not alive members are joined again.
 	Rejoin time.Duration
 	// Heartbeat is how often this member sends its state to every member.
-	// Zero means health.interval.
+	// Zero means health.interval, at most 2 s.
 	Heartbeat time.Duration
 	// Expire drops a peer's observations when it has been silent this long.
-	// Zero means three heartbeats.
+	// Zero means three probe intervals (health.interval), and never less
+	// than three heartbeats.
 	Expire time.Duration
+	// Alive is how long a peer may be silent and still count as alive (and
+	// vote). Zero means Expire, at most 20 s: a member unreachable for 25 s
+	// is no longer alive whatever the probe interval.
+	Alive time.Duration
 }
 
 // DefaultTimings returns the timings used for a zero Timings field.
@@ -103,9 +113,13 @@ func (t Timings) orDefaults(cfg *config.Config) Timings {
 	if t.SuspicionMult <= 0 {
 		t.SuspicionMult = d.SuspicionMult
 	}
-	or(&t.Heartbeat, cfg.Health.Interval.D())
-	or(&t.Heartbeat, config.DefaultInterval)
-	or(&t.Expire, 3*t.Heartbeat)
+	interval := cfg.Health.Interval.D()
+	if interval <= 0 {
+		interval = config.DefaultInterval
+	}
+	or(&t.Heartbeat, min(interval, maxHeartbeat))
+	or(&t.Expire, max(3*interval, 3*t.Heartbeat))
+	or(&t.Alive, min(t.Expire, maxAlive))
 	return t
 }
 
@@ -600,7 +614,7 @@ func (c *Cluster) isAlive(name string, e memberEntry, now time.Time) bool {
 	if p := c.tab.peers[name]; p != nil && p.heard.After(last) {
 		last = p.heard
 	}
-	return now.Sub(last) <= c.timings.Expire
+	return now.Sub(last) <= c.timings.Alive
 }
 
 // aliveNames returns the names of the alive members, self included, sorted.

@@ -2,9 +2,9 @@ package cluster
 
 import (
 	"slices"
+	"time"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
-	"time"
 )
 
 // Snapshot is what GET /api/v1/cluster answers.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
 )
 
 var t0 = time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
@@ -293,5 +295,26 @@ func TestKnownOn(t *testing.T) {
 	a.applyState(&stateMsg{From: "c", Held: []heldDrain{}}, t0)
 	if n := a.knownOn(d, []string{"a", "b", "c"}); n != 2 {
 		t.Fatalf("known on %d, want 2 (a and b)", n)
+	}
+}
+
+func TestTimingDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		interval                 time.Duration
+		heartbeat, expire, alive time.Duration
+	}{
+		{time.Second, time.Second, 3 * time.Second, 3 * time.Second},
+		{500 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond, 1500 * time.Millisecond},
+		{5 * time.Second, 2 * time.Second, 15 * time.Second, 15 * time.Second},
+		{30 * time.Second, 2 * time.Second, 90 * time.Second, 20 * time.Second},
+	} {
+		cfg := &config.Config{Health: config.Check{Interval: config.Duration(tc.interval)}}
+		got := Timings{}.orDefaults(cfg)
+		if got.Heartbeat != tc.heartbeat || got.Expire != tc.expire || got.Alive != tc.alive {
+			t.Errorf("interval %s: heartbeat %s expire %s alive %s; want %s %s %s", tc.interval, got.Heartbeat, got.Expire, got.Alive, tc.heartbeat, tc.expire, tc.alive)
+		}
+		if got.ProbeInterval != DefaultTimings().ProbeInterval || got.Rejoin != 3*time.Second {
+			t.Errorf("memberlist timings %+v", got)
+		}
 	}
 }
