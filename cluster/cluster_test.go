@@ -792,3 +792,44 @@ func TestFailoverAgreement(t *testing.T) {
 func votes(e EndpointView) string {
 	return fmt.Sprintf("down=%v up_votes=%d down_votes=%d required=%d source=%s down_by=%v", e.Down, e.UpVotes, e.DownVotes, e.Required, e.Source, e.DownBy)
 }
+
+// TestLifecycle: a Cluster that is never run closes cleanly, Close is
+// idempotent, Run runs once, and a port in use is an error from New.
+func TestLifecycle(t *testing.T) {
+	cfg := loadConfig(t, "solo", memberOpts{})
+	c, err := New(Options{Config: cfg, Timings: fastTimings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Alone() || c.Address() == "" || c.Name() != "solo" {
+		t.Errorf("alone %v address %q name %q", c.Alone(), c.Address(), c.Name())
+	}
+	taken := loadConfig(t, "other", memberOpts{})
+	taken.Cluster.Bind = c.Address()
+	if _, err := New(Options{Config: taken}); err == nil || !strings.Contains(err.Error(), "cluster.bind") {
+		t.Errorf("New on a port in use: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := New(Options{Config: loadConfig(t, "runner", memberOpts{}), Timings: fastTimings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.Run(ctx); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if err := r.Run(context.Background()); err == nil {
+		t.Error("a second Run did not fail")
+	}
+
+	if _, err := New(Options{Config: &config.Config{}}); err == nil {
+		t.Error("New without a cluster block did not fail")
+	}
+}
