@@ -158,8 +158,9 @@ type Cluster struct {
 	timings Timings
 	bind    string
 
-	ml    atomic.Pointer[memberlist.Memberlist]
-	queue *memberlist.TransmitLimitedQueue
+	ml       atomic.Pointer[memberlist.Memberlist]
+	numPeers atomic.Int32 // len(members), for the broadcast queue
+	queue    *memberlist.TransmitLimitedQueue
 
 	mu      sync.Mutex // guards the fields below; never held while calling memberlist
 	tab     *table
@@ -250,12 +251,9 @@ func New(opts Options) (*Cluster, error) {
 		}
 	}
 	c.queue = &memberlist.TransmitLimitedQueue{
-		NumNodes: func() int {
-			if ml := c.ml.Load(); ml != nil {
-				return ml.NumMembers()
-			}
-			return 1
-		},
+		// Counted from the events, not ml.NumMembers: the queue may be
+		// asked from inside memberlist, and its node lock is not reentrant.
+		NumNodes:       func() int { return int(c.numPeers.Load()) + 1 },
 		RetransmitMult: 3,
 	}
 
@@ -860,6 +858,7 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 	c.mu.Lock()
 	delete(c.gone, n.Name)
 	c.members[n.Name] = memberEntry{node: *n, joined: c.clock.Now()}
+	c.numPeers.Store(int32(len(c.members)))
 	c.mu.Unlock()
 	c.kick.Store(true)
 	c.wakeUp()
@@ -874,6 +873,7 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 		return
 	}
 	delete(c.members, n.Name)
+	c.numPeers.Store(int32(len(c.members)))
 	c.gone[n.Name] = goneMember{addr: n.Address(), at: c.clock.Now()}
 	c.tab.forgetObservations(n.Name)
 	c.mu.Unlock()

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -831,5 +832,53 @@ func TestLifecycle(t *testing.T) {
 
 	if _, err := New(Options{Config: &config.Config{}}); err == nil {
 		t.Error("New without a cluster block did not fail")
+	}
+}
+
+// TestSnapshotJSON: the shape GET /api/v1/cluster answers.
+func TestSnapshotJSON(t *testing.T) {
+	ms := startCluster(t, 2, memberOpts{})
+	report(ms[0], true, false, true)
+	eventually(t, 2*time.Second, func() string {
+		for _, m := range ms[1].Snapshot().Members {
+			if m.Name == "m0" && m.View["api"]["east"] == "" {
+				return "m1 lacks m0's view"
+			}
+		}
+		return ""
+	})
+	data, err := json.Marshal(ms[1].Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"self", "quorum", "alone", "members"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("no %q in %s", k, data)
+		}
+	}
+	if doc["self"] != "m1" || doc["quorum"] != "majority" || doc["alone"] != false {
+		t.Errorf("top level: %s", data)
+	}
+	members := doc["members"].([]any)
+	if len(members) != 2 {
+		t.Fatalf("members: %s", data)
+	}
+	for _, m := range members {
+		m := m.(map[string]any)
+		for _, k := range []string{"name", "address", "state", "last_seen", "config_hash", "config_differs", "view"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("member lacks %q: %v", k, m)
+			}
+		}
+		if m["name"] == "m0" {
+			// min_healthy 1: one of east's two endpoints up is enough.
+			if v := m["view"].(map[string]any)["api"].(map[string]any); v["east"] != "up" || v["west"] != "up" {
+				t.Errorf("m0's view: %v", v)
+			}
+		}
 	}
 }

@@ -27,7 +27,7 @@ type Member struct {
 	State string `json:"state"`
 	// LastSeen is when its state last arrived here (now for self); zero if
 	// it never did.
-	LastSeen      time.Time `json:"last_seen,omitzero"`
+	LastSeen      time.Time `json:"last_seen"`
 	ConfigHash    string    `json:"config_hash"`
 	ConfigDiffers bool      `json:"config_differs"`
 	// View is what the member's own probes say, per service and DC: "up"
