@@ -875,7 +875,10 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 	delete(c.members, n.Name)
 	c.numPeers.Store(int32(len(c.members)))
 	c.gone[n.Name] = goneMember{addr: n.Address(), at: c.clock.Now()}
-	c.tab.forgetObservations(n.Name)
+	// Its rows stay: it no longer votes (it is not a member) and they
+	// expire as a silent peer's do, but if memberlist only misjudged it and
+	// it is back at once, its votes count again without waiting for its
+	// next heartbeat.
 	c.mu.Unlock()
 	c.wakeUp()
 	c.notify()

@@ -38,15 +38,15 @@ func awaitMemberlistProbes(t *testing.T) {
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
-// fastTimings make failure detection and re-joins take a fraction of a
-// second on loopback.
+// fastTimings make failure detection and re-joins take about a second on
+// loopback.
 var fastTimings = Timings{
-	ProbeInterval:    100 * time.Millisecond,
-	ProbeTimeout:     50 * time.Millisecond,
+	ProbeInterval:    250 * time.Millisecond,
+	ProbeTimeout:     150 * time.Millisecond, // a loaded CI machine under -race misses shorter ones
 	GossipInterval:   50 * time.Millisecond,
 	PushPullInterval: 500 * time.Millisecond,
 	TCPTimeout:       time.Second,
-	SuspicionMult:    2,
+	SuspicionMult:    3,
 	Rejoin:           200 * time.Millisecond,
 	Heartbeat:        100 * time.Millisecond,
 }

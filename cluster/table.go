@@ -243,16 +243,6 @@ func (t *table) expire(now time.Time, maxAge time.Duration) bool {
 	return dropped
 }
 
-// forgetObservations drops a peer's rows once it is no longer a member.
-func (t *table) forgetObservations(name string) bool {
-	p := t.peers[name]
-	if p == nil || len(p.obs) == 0 {
-		return false
-	}
-	p.obs = nil
-	return true
-}
-
 // localState is this member's state message: its own rows, its drains and
 // the stamps of the drains it holds. withDrains false leaves the drains
 // themselves out (their stamps stay).
