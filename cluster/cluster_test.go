@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
@@ -879,6 +880,42 @@ func TestSnapshotJSON(t *testing.T) {
 			if v := m["view"].(map[string]any)["api"].(map[string]any); v["east"] != "up" || v["west"] != "up" {
 				t.Errorf("m0's view: %v", v)
 			}
+		}
+	}
+}
+
+// TestMetrics: the instruments are on the injected registry, by the names
+// the issue gives, and pass Prometheus's lint.
+func TestMetrics(t *testing.T) {
+	ms := startCluster(t, 2, memberOpts{})
+	if _, err := ms[0].Drain(DrainKey{DC: "east"}, DrainRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, func() string {
+		var h dto.Metric
+		if err := ms[1].met.propagation.Write(&h); err != nil {
+			return err.Error()
+		}
+		if h.GetHistogram().GetSampleCount() != 1 || testutil.ToFloat64(ms[1].met.messages.WithLabelValues("received", "state")) == 0 {
+			return "no propagation observed on m1"
+		}
+		return ""
+	})
+	problems, err := testutil.GatherAndLint(ms[1].reg)
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", problems, err)
+	}
+	mfs, err := ms[1].reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mf := range mfs {
+		names = append(names, mf.GetName())
+	}
+	for _, want := range []string{"coopr_gslb_cluster_members", "coopr_gslb_cluster_gossip_messages_total", "coopr_gslb_cluster_drain_propagation_seconds", "coopr_gslb_cluster_config_differs_members", "coopr_gslb_cluster_alone"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("no %s in %v", want, names)
 		}
 	}
 }
