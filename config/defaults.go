@@ -177,6 +177,7 @@ func (c *Config) fillDefaults() {
 		c.DNS.SOA.NegativeTTL = Duration(60 * time.Second)
 	}
 	c.fillProxyDefaults()
+	c.fillClusterDefaults()
 }
 
 // over returns c with every unset field taken from base.
@@ -228,6 +229,9 @@ func (c Check) over(base Check) Check {
 	}
 	if c.DownInterval == 0 {
 		c.DownInterval = base.DownInterval
+	}
+	if c.SourceAddress == "" {
+		c.SourceAddress = base.SourceAddress
 	}
 	return c
 }

@@ -21,6 +21,8 @@ type Config struct {
 	Notify      []*Notify           `yaml:"notify"`
 	Proxy       Proxy               `yaml:"proxy"`
 	TLS         TLS                 `yaml:"tls"`
+	// Cluster, if not nil, makes this instance a member of a gossip cluster.
+	Cluster *Cluster `yaml:"cluster"`
 
 	// ServiceNames lists the keys of Services in sorted order so that every
 	// consumer iterates services deterministically.
@@ -68,6 +70,9 @@ type Check struct {
 	// DownInterval probes an endpoint that is down this often, so that its
 	// recovery is seen sooner (HAProxy's downinter). Zero means the interval.
 	DownInterval Duration `yaml:"down_interval"`
+	// SourceAddress is the local IP address probes are sent from; only the
+	// top-level health block may set it. If empty, the system chooses.
+	SourceAddress string `yaml:"source_address"`
 }
 
 // Datacenter is one Coopr site.

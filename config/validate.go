@@ -70,6 +70,7 @@ func (c *Config) validate() Problems {
 	v.dns()
 	v.proxy()
 	v.notify()
+	v.cluster()
 	return v.ps
 }
 

@@ -137,7 +137,7 @@ func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 	case "http", "https", "":
 		err = p.probeHTTP(ctx, t, deadline)
 	case "tcp":
-		err = probeTCP(ctx, t.Endpoint)
+		err = probeTCP(ctx, t.Endpoint, t.Check.SourceAddress)
 	default:
 		err = probeError(fmt.Sprintf("unknown check type %q", t.Check.Type))
 	}
@@ -156,8 +156,8 @@ var dialer = net.Dialer{KeepAlive: -1} // probe connections live for one request
 // every blocked read and write on it return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func probeTCP(ctx context.Context, endpoint string) error {
-	conn, err := dial(ctx, endpoint)
+func probeTCP(ctx context.Context, endpoint, source string) error {
+	conn, err := dial(ctx, endpoint, source)
 	if err != nil {
 		return err
 	}
@@ -166,12 +166,26 @@ func probeTCP(ctx context.Context, endpoint string) error {
 }
 
 // dial connects to addr, skipping the resolver when it is an IP address and
-// port, as endpoints mostly are.
-func dial(ctx context.Context, addr string) (net.Conn, error) {
-	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		return dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
+// port, as endpoints mostly are. A non-empty source (health.source_address,
+// validated by config) is the local address the connection leaves from.
+func dial(ctx context.Context, addr, source string) (net.Conn, error) {
+	var local netip.AddrPort
+	if source != "" {
+		src, err := netip.ParseAddr(source)
+		if err != nil {
+			return nil, fmt.Errorf("health.source_address: %w", err)
+		}
+		local = netip.AddrPortFrom(src, 0)
 	}
-	return dialer.DialContext(ctx, "tcp", addr)
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return dialer.DialTCP(ctx, "tcp", local, ap)
+	}
+	if !local.IsValid() {
+		return dialer.DialContext(ctx, "tcp", addr)
+	}
+	d := dialer
+	d.LocalAddr = net.TCPAddrFromAddrPort(local)
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 // probeHTTP sends t's request and judges the response. The connection, and
@@ -190,7 +204,7 @@ func (p *NetProber) probeHTTP(ctx context.Context, t Target, deadline time.Time)
 		}
 	}
 
-	raw, err := dial(ctx, dialAddr(req.URL))
+	raw, err := dial(ctx, dialAddr(req.URL), c.SourceAddress)
 	if err != nil {
 		return err
 	}
