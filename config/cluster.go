@@ -18,14 +18,14 @@ import (
 // alone.
 type Cluster struct {
 	// Name is this instance's member name. If empty, the host name.
-	Name string `yaml:"name"`
+	Name string `yaml:"name" reload:"restart"`
 	// Bind is the host:port memberlist listens on, for both UDP and TCP.
 	// If empty, DefaultClusterBind.
-	Bind string `yaml:"bind"`
+	Bind string `yaml:"bind" reload:"restart"`
 	// Advertise is the host:port other members reach this one at. If empty,
 	// the bind address (or, when bind's host is unspecified, a private address
 	// of the host).
-	Advertise string `yaml:"advertise"`
+	Advertise string `yaml:"advertise" reload:"restart"`
 	// Peers are host:port gossip addresses joined at start and re-joined every
 	// few seconds while they are not alive members. The list may include this
 	// instance itself, so every host can share one list.
@@ -33,7 +33,7 @@ type Cluster struct {
 	// SecretKeyFile holds the gossip key: 16, 24 or 32 raw bytes, or their
 	// hex or base64 text (a trailing newline is ignored). Required when
 	// Peers is set.
-	SecretKeyFile string `yaml:"secret_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file" reload:"restart"`
 	// Quorum is how many of the voting members must see an endpoint down for
 	// it to count as down: "majority" (the default) or a count.
 	Quorum Quorum `yaml:"quorum"`
