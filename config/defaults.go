@@ -177,6 +177,7 @@ func (c *Config) fillDefaults() {
 		c.DNS.SOA.NegativeTTL = Duration(60 * time.Second)
 	}
 	c.fillProxyDefaults()
+	c.fillAdminDefaults()
 }
 
 // over returns c with every unset field taken from base.

@@ -18,6 +18,8 @@ import (
 type validator struct {
 	c  *Config
 	ps Problems
+	// files are the upstream TLS files read so far.
+	files tlsFiles
 }
 
 func (v *validator) line(path string) int {
@@ -70,6 +72,7 @@ func (c *Config) validate() Problems {
 	v.dns()
 	v.proxy()
 	v.notify()
+	v.admin()
 	return v.ps
 }
 
@@ -176,6 +179,7 @@ func (v *validator) services() {
 			}
 		}
 		v.check(path+".check", s.Check)
+		v.upstreamTLS(path+".upstream_tls", s.UpstreamTLS)
 		switch s.Policy {
 		case "failover", "weighted", "nearest", "all":
 		default:
@@ -327,6 +331,8 @@ func (v *validator) datacenters() {
 			if ds.Check != nil {
 				v.check(sp+".check", ds.EffectiveCheck)
 			}
+			v.upstreamTLS(sp+".upstream_tls", ds.UpstreamTLS)
+			v.fillUpstreamTLS(ds, c.Services[sname])
 		}
 	}
 	for i, dc := range c.Datacenters {
