@@ -29,7 +29,7 @@ func probeTargets(cfg *config.Config) []health.Target {
 			for _, ep := range ds.Endpoints {
 				ts = append(ts, health.Target{
 					ID: dc.Name + "/" + name + "/" + ep, DC: dc.Name, Service: name, Endpoint: ep,
-					Check: ds.EffectiveCheck,
+					Check: ds.EffectiveCheck, UpstreamTLS: ds.EffectiveUpstreamTLS,
 				})
 			}
 		}
