@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg *config.Config, opts runOptions) error {
 	}()
 	var bound boundAddrs
 	if cfg.Listen.Admin != "" {
-		s, err := listenHTTP("admin", cfg.Listen.Admin, adminSrv, cfg)
+		s, err := listenAdmin(cfg, adminSrv)
 		if err != nil {
 			return err
 		}

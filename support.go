@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/coopr-gslb/coopr-gslb/admin"
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/health"
 	"github.com/coopr-gslb/coopr-gslb/routing"
@@ -103,14 +102,15 @@ type managedServer struct {
 	shutdown func(ctx context.Context) error
 }
 
-func listenHTTP(name, addr string, h http.Handler, cfg *config.Config) (*managedServer, error) {
-	ln, err := net.Listen("tcp", addr)
+// listenAdmin binds listen.admin with the admin package's hardened server
+// (timeouts, connection cap, Host check) and serves h on it.
+func listenAdmin(cfg *config.Config, h http.Handler) (*managedServer, error) {
+	srv, ln, err := admin.NewServer(cfg.Listen.Admin, h, admin.ListenOptionsFrom(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("listen.%s %s: %w", name, addr, err)
+		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: cfg.Proxy.ReadHeaderTimeout.D(), MaxHeaderBytes: cfg.Proxy.MaxHeaderBytes}
 	go func() { _ = srv.Serve(ln) }()
-	return &managedServer{name: name, addr: ln.Addr().String(), shutdown: srv.Shutdown}, nil
+	return &managedServer{name: "admin", addr: ln.Addr().String(), shutdown: srv.Shutdown}, nil
 }
 
 func shutdownAll(servers []*managedServer, timeout time.Duration, log *slog.Logger) {
