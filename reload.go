@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,6 +128,12 @@ func restartOnly(old, next *config.Config) []string {
 		{"listen.admin", old.Listen.Admin, next.Listen.Admin},
 		{"admin.state_dir", old.Admin.StateDir, next.Admin.StateDir},
 		{"admin.token_file", old.Admin.TokenFile, next.Admin.TokenFile},
+		// The admin listener takes its limits and Host names at start.
+		{"admin.read_timeout", old.Admin.ReadTimeout.String(), next.Admin.ReadTimeout.String()},
+		{"admin.write_timeout", old.Admin.WriteTimeout.String(), next.Admin.WriteTimeout.String()},
+		{"admin.idle_timeout", old.Admin.IdleTimeout.String(), next.Admin.IdleTimeout.String()},
+		{"admin.max_connections", strconv.Itoa(old.Admin.MaxConnections), strconv.Itoa(next.Admin.MaxConnections)},
+		{"admin.allowed_hosts", strings.Join(old.Admin.AllowedHosts, ","), strings.Join(next.Admin.AllowedHosts, ",")},
 		// The proxy's listeners and upstream pools take these at start.
 		{"proxy.idle_timeout", old.Proxy.IdleTimeout.String(), next.Proxy.IdleTimeout.String()},
 		{"proxy.read_header_timeout", old.Proxy.ReadHeaderTimeout.String(), next.Proxy.ReadHeaderTimeout.String()},
