@@ -73,12 +73,18 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	if opts.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+		s.mux.Handle("GET /metrics", s.requireRead(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP))
 	}
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP answers r with the security headers every admin answer carries
+// (Content-Security-Policy, X-Frame-Options: DENY, X-Content-Type-Options:
+// nosniff). The Host check is NewServer's (HostGuard).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w.Header())
+	s.mux.ServeHTTP(w, r)
+}
 
 func (s *Server) ready() bool { return s.opts.Ready == nil || s.opts.Ready() }
 

@@ -178,6 +178,7 @@ func (c *Config) fillDefaults() {
 	}
 	c.fillProxyDefaults()
 	c.fillClusterDefaults()
+	c.fillAdminDefaults()
 }
 
 // over returns c with every unset field taken from base.

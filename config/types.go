@@ -106,11 +106,18 @@ type DCService struct {
 	// Check overrides the service's check for this DC only. If nil, the
 	// service's check applies.
 	Check *Check `yaml:"check"`
+	// UpstreamTLS overrides the service's upstream_tls for this DC, field by
+	// field (cert_file and key_file together). If nil, the service's applies.
+	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls"`
 
 	// ParsedAddresses is Addresses parsed, filled by Load.
 	ParsedAddresses []netip.Addr `yaml:"-"`
 	// EffectiveCheck is the check after defaults and overrides, filled by Load.
 	EffectiveCheck Check `yaml:"-"`
+	// EffectiveUpstreamTLS is the service's upstream_tls with this DC's
+	// override applied and its files read, filled by Load; nil means plain
+	// HTTP to the endpoints. Config.UpstreamTLSFor returns it.
+	EffectiveUpstreamTLS *UpstreamTLS `yaml:"-"`
 }
 
 // Service is a name users reach (the Coopr API, the UI) and how to route it.
@@ -140,6 +147,9 @@ type Service struct {
 	// ShardRouting sends requests for /v2/clusters/{id} to the DC that owns
 	// the cluster's ID partition: off (default), writes (non-read methods) or all.
 	ShardRouting string `yaml:"shard_routing"`
+	// UpstreamTLS, if set, makes the proxy and the health probes speak TLS
+	// to this service's endpoints. If nil, they speak plain HTTP.
+	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls"`
 }
 
 // MinHealthy is the number of healthy endpoints a DC needs for a service, given
@@ -223,9 +233,22 @@ type Admin struct {
 	// as "NAME TOKEN" (or a bare TOKEN, named "admin"). The environment
 	// variable COOPR_GSLB_ADMIN_TOKEN adds one more, named "env".
 	TokenFile string `yaml:"token_file" reload:"restart"`
-	// ReadRequiresToken makes reads (status page, API GETs, /metrics excepted)
+	// ReadRequiresToken makes reads (status page, API GETs, /metrics)
 	// need a token too. If nil: no on a loopback listen.admin, yes elsewhere.
 	ReadRequiresToken *bool `yaml:"read_requires_token" reload:"restart"`
+	// AllowedHosts are extra Host header values the admin listener answers,
+	// besides its own address and loopback names (DNS rebinding protection).
+	// An entry without a port matches any port.
+	AllowedHosts []string `yaml:"allowed_hosts" reload:"restart"`
+	// ReadTimeout bounds reading a whole request, WriteTimeout writing its
+	// answer, IdleTimeout an idle keep-alive connection. Zero means 10s, 30s
+	// and 60s.
+	ReadTimeout  Duration `yaml:"read_timeout" reload:"restart"`
+	WriteTimeout Duration `yaml:"write_timeout" reload:"restart"`
+	IdleTimeout  Duration `yaml:"idle_timeout" reload:"restart"`
+	// MaxConnections caps the admin listener's open connections; more wait
+	// in the listen backlog. Zero means 256.
+	MaxConnections int `yaml:"max_connections" reload:"restart"`
 }
 
 // Notify is one webhook that receives routing events.

@@ -18,6 +18,8 @@ import (
 type validator struct {
 	c  *Config
 	ps Problems
+	// files are the upstream TLS files read so far.
+	files tlsFiles
 }
 
 func (v *validator) line(path string) int {
@@ -71,6 +73,7 @@ func (c *Config) validate() Problems {
 	v.proxy()
 	v.notify()
 	v.cluster()
+	v.admin()
 	return v.ps
 }
 
@@ -177,6 +180,7 @@ func (v *validator) services() {
 			}
 		}
 		v.check(path+".check", s.Check)
+		v.upstreamTLS(path+".upstream_tls", s.UpstreamTLS)
 		switch s.Policy {
 		case "failover", "weighted", "nearest", "all":
 		default:
@@ -328,6 +332,8 @@ func (v *validator) datacenters() {
 			if ds.Check != nil {
 				v.check(sp+".check", ds.EffectiveCheck)
 			}
+			v.upstreamTLS(sp+".upstream_tls", ds.UpstreamTLS)
+			v.fillUpstreamTLS(ds, c.Services[sname])
 		}
 	}
 	for i, dc := range c.Datacenters {

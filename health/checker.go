@@ -24,6 +24,10 @@ type Target struct {
 	// the config package's default; an empty Type means "http"; a zero
 	// FastInterval means no fast re-probing.
 	Check config.Check
+	// UpstreamTLS, if not nil, are the TLS settings of the endpoint's
+	// service in its DC (config.Config.UpstreamTLSFor): HTTP checks are
+	// then sent over TLS with them and TCP checks complete a handshake.
+	UpstreamTLS *config.UpstreamTLS
 }
 
 func (t *Target) interval() time.Duration {

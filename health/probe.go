@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/upstreamtls"
 )
 
 // Result is one probe's outcome.
@@ -76,13 +77,32 @@ const (
 //
 // NetProber builds one tls.Config per distinct TLS setting and keeps it, so a
 // check's CA file is read once, when the first probe needs it; a new NetProber
-// reads it again. The zero value is ready to use; a NetProber is safe for
+// reads it again. A target's UpstreamTLS carries its files' contents, so its
+// config is built once per loaded configuration (a reload brings new
+// settings) and verifies server_name, else the endpoint's host; with it,
+// "http" checks are sent over TLS and "tcp" checks complete a handshake.
+// The zero value is ready to use; a NetProber is safe for
 // concurrent use and must not be copied after first use.
 type NetProber struct {
 	mu      sync.Mutex
 	configs map[tlsKey]*tls.Config
 	roots   map[string]*x509.CertPool // by CA file
+	// upstream are the configs built from targets' UpstreamTLS, by the
+	// settings' identity (one per service and DC of a loaded Config; the
+	// file contents are in the settings, so a reload that changes a file
+	// changes the target and brings new settings) and the verified name.
+	upstream map[upstreamKey]*tls.Config
 }
+
+type upstreamKey struct {
+	u          *config.UpstreamTLS
+	serverName string
+}
+
+// maxUpstreamConfigs bounds the upstream cache: settings of configurations
+// reloaded away are dropped with everything else when it is full, and the
+// configs in use are built again on their next probe.
+const maxUpstreamConfigs = 4096
 
 var _ Prober = (*NetProber)(nil)
 
@@ -137,7 +157,7 @@ func (p *NetProber) Probe(ctx context.Context, t Target) Result {
 	case "http", "https", "":
 		err = p.probeHTTP(ctx, t, deadline)
 	case "tcp":
-		err = probeTCP(ctx, t.Endpoint, t.Check.SourceAddress)
+		err = p.probeTCP(ctx, t, deadline)
 	default:
 		err = probeError(fmt.Sprintf("unknown check type %q", t.Check.Type))
 	}
@@ -156,13 +176,28 @@ var dialer = net.Dialer{KeepAlive: -1} // probe connections live for one request
 // every blocked read and write on it return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func probeTCP(ctx context.Context, endpoint, source string) error {
-	conn, err := dial(ctx, endpoint, source)
+// probeTCP connects to t's endpoint; with upstream TLS it also completes a
+// TLS handshake, so a certificate problem takes the endpoint down.
+func (p *NetProber) probeTCP(ctx context.Context, t Target, deadline time.Time) error {
+	var conf *tls.Config
+	if t.UpstreamTLS != nil {
+		var err error
+		if conf, err = p.tlsConfig(t); err != nil {
+			return err
+		}
+	}
+	conn, err := dial(ctx, t.Endpoint, t.Check.SourceAddress)
 	if err != nil {
 		return err
 	}
-	conn.Close()
-	return nil
+	defer conn.Close()
+	if conf == nil {
+		return nil
+	}
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	return tls.Client(conn, conf).Handshake()
 }
 
 // dial connects to addr, skipping the resolver when it is an IP address and
@@ -198,7 +233,7 @@ func (p *NetProber) probeHTTP(ctx context.Context, t Target, deadline time.Time)
 		return err
 	}
 	var conf *tls.Config
-	if c.Type == "https" {
+	if req.URL.Scheme == "https" {
 		if conf, err = p.tlsConfig(t); err != nil {
 			return err
 		}
@@ -293,7 +328,7 @@ func readResponse(b *probeBufs, conn net.Conn, req *http.Request) (*http.Respons
 func newRequest(t Target) (*http.Request, error) {
 	c := &t.Check
 	scheme := "http://"
-	if c.Type == "https" {
+	if c.Type == "https" || t.UpstreamTLS != nil {
 		scheme = "https://"
 	}
 	path := c.Path
@@ -378,6 +413,9 @@ func wantStatus(want []int) string {
 
 // tlsConfig returns the tls.Config for t's TLS settings, building it on first use.
 func (p *NetProber) tlsConfig(t Target) (*tls.Config, error) {
+	if t.UpstreamTLS != nil {
+		return p.upstreamConfig(t)
+	}
 	key := tlsKey{serverName: serverName(t.Check), caFile: t.Check.CAFile, skipVerify: t.Check.SkipVerify}
 	if key.serverName == "" {
 		host, _, err := net.SplitHostPort(t.Endpoint)
@@ -409,6 +447,36 @@ func (p *NetProber) tlsConfig(t Target) (*tls.Config, error) {
 		p.configs = make(map[tlsKey]*tls.Config)
 	}
 	p.configs[key] = conf
+	return conf, nil
+}
+
+// upstreamConfig returns the tls.Config of t's UpstreamTLS, verifying
+// server_name or else the endpoint's host, as the proxy's Transport does.
+// A failure to build it (settings not loaded by config.Load) is the probe's
+// failure.
+func (p *NetProber) upstreamConfig(t Target) (*tls.Config, error) {
+	key := upstreamKey{u: t.UpstreamTLS, serverName: t.UpstreamTLS.ServerName}
+	if key.serverName == "" {
+		host, _, err := net.SplitHostPort(t.Endpoint)
+		if err != nil {
+			host = t.Endpoint
+		}
+		key.serverName = host
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if conf := p.upstream[key]; conf != nil {
+		return conf, nil
+	}
+	conf, err := upstreamtls.ClientConfig(t.UpstreamTLS)
+	if err != nil {
+		return nil, probeError("TLS: " + err.Error())
+	}
+	conf = upstreamtls.ForHost(conf, key.serverName)
+	if p.upstream == nil || len(p.upstream) >= maxUpstreamConfigs {
+		p.upstream = make(map[upstreamKey]*tls.Config)
+	}
+	p.upstream[key] = conf
 	return conf, nil
 }
 
@@ -514,14 +582,14 @@ func tlsReason(err error) string {
 	)
 	switch {
 	case errors.As(err, &unknownCA):
-		return "certificate signed by unknown authority"
+		return "x509: certificate signed by unknown authority"
 	case errors.As(err, &badHost):
-		return fmt.Sprintf("certificate is not valid for %q", badHost.Host)
+		return fmt.Sprintf("x509: certificate is not valid for %q", badHost.Host)
 	case errors.As(err, &invalid):
 		if invalid.Reason == x509.Expired {
-			return "certificate expired or not yet valid"
+			return "x509: certificate expired or not yet valid"
 		}
-		return strings.TrimPrefix(invalid.Error(), "x509: ")
+		return invalid.Error()
 	case errors.As(err, &record), errors.Is(err, http.ErrSchemeMismatch):
 		return "server does not speak TLS"
 	case errors.As(err, &oe) && oe.Op == "remote error":

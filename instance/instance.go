@@ -193,13 +193,17 @@ func (i *Instance) Run(ctx context.Context) error {
 		Tokens:            i.tokens,
 		ReadRequiresToken: readsNeedToken(cfg),
 	})
-	var adminLn net.Listener
+	var (
+		adminLn  net.Listener
+		adminWeb *http.Server
+	)
 	if cfg.Listen.Admin != "" {
-		ln, err := net.Listen("tcp", cfg.Listen.Admin)
+		srv, ln, err := admin.NewServer(cfg.Listen.Admin, adminSrv, admin.ListenOptionsFrom(cfg))
 		if err != nil {
-			return fmt.Errorf("listen.admin %s: %w", cfg.Listen.Admin, err)
+			return err
 		}
-		adminLn = ln
+		srv.ErrorLog = slog.NewLogLogger(i.log.Handler(), slog.LevelWarn)
+		adminLn, adminWeb = ln, srv
 		i.addrs.Admin = ln.Addr().String()
 	}
 	// The front doors start from the configuration in effect and are
@@ -261,8 +265,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	g.Add(func() error { i.checker.Run(rctx); return nil }, func(error) { cancel() })
 	g.Add(func() error { i.notifier.Run(rctx); return nil }, func(error) { cancel() })
 	if adminLn != nil {
-		srv := &http.Server{Handler: adminSrv, ReadHeaderTimeout: cfg.Proxy.ReadHeaderTimeout.D(), MaxHeaderBytes: cfg.Proxy.MaxHeaderBytes,
-			ErrorLog: slog.NewLogLogger(i.log.Handler(), slog.LevelWarn)}
+		srv := adminWeb
 		g.Add(func() error {
 			if err := srv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("admin server: %w", err)

@@ -234,7 +234,9 @@ services:
   api:
     hostnames: [api.coopr.example.com]
 dns: {zone: coopr.example.com., udp_sockets: {dns.udp_sockets}}
-admin: {state_dir: "{admin.state_dir}", token_file: "{admin.token_file}", read_requires_token: {admin.read_requires_token}}
+admin: {state_dir: "{admin.state_dir}", token_file: "{admin.token_file}", read_requires_token: {admin.read_requires_token},
+  allowed_hosts: ["{admin.allowed_hosts}"], read_timeout: {admin.read_timeout}, write_timeout: {admin.write_timeout},
+  idle_timeout: {admin.idle_timeout}, max_connections: {admin.max_connections}}
 proxy: {affinity_key_file: "{proxy.affinity_key_file}", idle_timeout: {proxy.idle_timeout}, read_header_timeout: {proxy.read_header_timeout},
   max_header_bytes: {proxy.max_header_bytes}, shutdown_timeout: {proxy.shutdown_timeout}}
 tls:
@@ -263,6 +265,11 @@ func TestReloadEveryRestartKeyTwice(t *testing.T) {
 		"admin.state_dir":           {filepath.Join(dir, "s0"), filepath.Join(dir, "s1"), filepath.Join(dir, "s2")},
 		"admin.token_file":          {file("t0"), file("t1"), file("t2")},
 		"admin.read_requires_token": {"false", "true", "true"},
+		"admin.allowed_hosts":       {"a.example.com", "b.example.com", "c.example.com"},
+		"admin.read_timeout":        {"10s", "11s", "12s"},
+		"admin.write_timeout":       {"30s", "31s", "32s"},
+		"admin.idle_timeout":        {"60s", "61s", "62s"},
+		"admin.max_connections":     {"256", "257", "258"},
 		"proxy.affinity_key_file":   {file("k0"), file("k1"), file("k2")},
 		"proxy.idle_timeout":        {"90s", "91s", "92s"},
 		"proxy.read_header_timeout": {"10s", "11s", "12s"},

@@ -25,7 +25,7 @@ func probeTargets(cfg *config.Config) []health.Target {
 			for _, ep := range ds.Endpoints {
 				ts = append(ts, health.Target{
 					ID: routing.EndpointID{DC: dc.Name, Service: name, Endpoint: ep}.String(), DC: dc.Name, Service: name, Endpoint: ep,
-					Check: ds.EffectiveCheck,
+					Check: ds.EffectiveCheck, UpstreamTLS: ds.EffectiveUpstreamTLS,
 				})
 			}
 		}

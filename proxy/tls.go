@@ -55,6 +55,10 @@ type TLS struct {
 	cache          *certmagic.Cache
 	issuer         *certmagic.ACMEIssuer // nil without ACME
 	redirect       atomic.Bool
+	// fallback is the first certificate of tls.certificates, served to a
+	// handshake without SNI or for a name no certificate covers; nil
+	// without static certificates.
+	fallback atomic.Pointer[tls.Certificate]
 	// httpsPort is the TLS listener's port, for redirects; "" for 443.
 	httpsPort string
 	snapshot  func() *routing.Snapshot
@@ -172,6 +176,7 @@ func NewTLS(cfg *config.Config, opts TLSOptions) (*TLS, error) {
 		t.Close()
 		return nil, err
 	}
+	t.setFallback(certs)
 	return t, nil
 }
 
@@ -256,6 +261,7 @@ func (t *TLS) Reload(cfg *config.Config) error {
 	// handshake meanwhile finds one or the other, never none.
 	t.cache.Remove(without(t.static, hashes))
 	t.static = hashes
+	t.setFallback(certs)
 	t.redirect.Store(cfg.TLS.RedirectHTTP)
 	if t.issuer == nil {
 		return nil
@@ -348,12 +354,38 @@ func (t *TLS) Names() []string {
 	return slices.Clone(t.names)
 }
 
+// setFallback makes the first of certs the certificate of last resort.
+func (t *TLS) setFallback(certs []tls.Certificate) {
+	if len(certs) == 0 {
+		t.fallback.Store(nil)
+		return
+	}
+	c := certs[0]
+	t.fallback.Store(&c)
+}
+
 // TLSConfig returns the TLS listener's configuration: certificates by SNI,
-// HTTP/2 and HTTP/1.1, and the ACME TLS-ALPN-01 protocol.
+// HTTP/2 and HTTP/1.1, and the ACME TLS-ALPN-01 protocol. A handshake
+// without SNI, or for a name no certificate covers (and on-demand ACME does
+// not issue), gets the first certificate of tls.certificates, as nginx and
+// HAProxy serve their default one, rather than a failed handshake: the
+// client then decides whether it trusts it. ACME challenge handshakes never
+// get it.
 func (t *TLS) TLSConfig() *tls.Config {
 	c := t.serving.TLSConfig()
 	c.NextProtos = []string{"h2", "http/1.1", "acme-tls/1"}
 	c.MinVersion = tls.VersionTLS12
+	byName := c.GetCertificate
+	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		cert, err := byName(hello)
+		if err == nil && cert != nil {
+			return cert, nil
+		}
+		if fb := t.fallback.Load(); fb != nil && !slices.Contains(hello.SupportedProtos, "acme-tls/1") {
+			return fb, nil
+		}
+		return cert, err
+	}
 	return c
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -289,7 +290,8 @@ tls:
 				}
 			}
 			wantLeaf(t, addr, "api.coopr.test", b.CertFile)
-			if leaf, err := servedLeaf(addr, "ui.coopr.test"); err == nil {
+			// A name no certificate covers gets the first one instead.
+			if leaf, err := servedLeaf(addr, "ui.coopr.test"); err == nil && slices.Contains(leaf.DNSNames, "ui.coopr.test") {
 				t.Errorf("a failed reload left %v cached", leaf.DNSNames)
 			}
 		})
@@ -303,7 +305,7 @@ tls:
 		t.Fatal(err)
 	}
 	wantLeaf(t, addr, "ui.coopr.test", ui.CertFile)
-	if leaf, err := servedLeaf(addr, "api.coopr.test"); err == nil {
+	if leaf, err := servedLeaf(addr, "api.coopr.test"); err == nil && slices.Contains(leaf.DNSNames, "api.coopr.test") {
 		t.Errorf("a removed certificate is still served: %v", leaf.DNSNames)
 	}
 	req, _ := http.NewRequest("GET", "http://"+httpLn.Addr().String()+"/x", nil)
@@ -416,4 +418,39 @@ func wantLeaf(t *testing.T, addr, serverName, certFile string) {
 	if block == nil || !bytes.Equal(leaf.Raw, block.Bytes) {
 		t.Fatalf("%s: served a certificate for %v from %v, not the one in %s", serverName, leaf.DNSNames, leaf.NotBefore, certFile)
 	}
+}
+
+// TestTLSFallbackCertificate: a handshake without SNI, or for a name no
+// certificate covers, gets the first certificate of tls.certificates, as
+// nginx and HAProxy serve their default one; a reload changes which one.
+func TestTLSFallbackCertificate(t *testing.T) {
+	backend := newBackend(t, "west", ok("west"))
+	api := acmetest.WriteCert(t, "api.coopr.test")
+	ui := acmetest.WriteCert(t, "ui.coopr.test")
+	httpLn, httpsLn := listen(t), listen(t)
+	te := startTLSEnv(t, tlsYAML(`
+tls:
+  certificates:
+    - {cert: `+api.CertFile+`, key: `+api.KeyFile+`}
+    - {cert: `+ui.CertFile+`, key: `+ui.KeyFile+`}
+`), map[string]string{"w": backend.addr()}, httpLn, httpsLn, false)
+	addr := httpsLn.Addr().String()
+	for _, tc := range []struct{ name, serverName, want string }{
+		{"no SNI", "", api.CertFile},
+		{"name no certificate covers", "evil.example.test", api.CertFile},
+		{"covered name", "ui.coopr.test", ui.CertFile},
+		{"first name", "api.coopr.test", api.CertFile},
+	} {
+		t.Run(tc.name, func(t *testing.T) { wantLeaf(t, addr, tc.serverName, tc.want) })
+	}
+	// The client still decides: a verifying client rejects the fallback
+	// for a name it does not cover.
+	if c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "evil.example.test", RootCAs: api.Roots}); err == nil {
+		c.Close()
+		t.Error("a verifying client accepted the fallback for a name it does not cover")
+	}
+	if err := te.tls.Reload(withCertificates(te.cfg, config.CertKey{Cert: ui.CertFile, Key: ui.KeyFile}, config.CertKey{Cert: api.CertFile, Key: api.KeyFile})); err != nil {
+		t.Fatal(err)
+	}
+	wantLeaf(t, addr, "", ui.CertFile)
 }

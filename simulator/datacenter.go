@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,6 +19,9 @@ type DCOptions struct {
 	// UIs is the number of coopr-ui endpoints: 0 means 1, negative means
 	// none.
 	UIs int
+	// TLS, if not nil, makes every endpoint of the DC serve HTTPS with it
+	// (see Options.TLS).
+	TLS *tls.Config
 }
 
 // Datacenter is a group of endpoints that share one cluster store and ID
@@ -51,6 +55,7 @@ func StartDatacenter(opts DCOptions) (*Datacenter, error) {
 			IDStart:     opts.IDStart,
 			IDIncrement: opts.IDIncrement,
 			Name:        fmt.Sprintf("%s-%s-%d", opts.Name, role, i),
+			TLS:         opts.TLS,
 			store:       store,
 		})
 	}

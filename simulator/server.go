@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -38,6 +39,11 @@ type Options struct {
 	IDStart, IDIncrement int
 	// Name labels the endpoint in fleet listings; default "<dc>-<role>".
 	Name string
+	// TLS, if not nil, makes the endpoint serve HTTPS (HTTP/1.1) with it:
+	// its Certificates, and with ClientAuth and ClientCAs a client
+	// certificate required (mTLS). A client whose handshake fails gets no
+	// answer. The simulator keeps it and must not have it changed.
+	TLS *tls.Config
 
 	// store is shared by the servers of one Datacenter, since they share
 	// one database and one ID sequence; nil gives the server its own.
@@ -53,6 +59,7 @@ type Server struct {
 	idStart, idInc int
 	store          *clusterStore
 	handler        http.Handler
+	tls            *tls.Config // nil for plain HTTP
 
 	// ctx is the base of every request context; Close cancels it to release
 	// hung, slow and streaming handlers.
@@ -137,6 +144,7 @@ func Start(opts Options) (*Server, error) {
 		idStart: opts.IDStart,
 		idInc:   opts.IDIncrement,
 		store:   opts.store,
+		tls:     opts.TLS,
 		ctx:     ctx,
 		cancel:  cancel,
 	}
@@ -160,8 +168,17 @@ func (s *Server) Name() string { return s.name }
 // Addr returns the host:port the endpoint listens on, which survives faults.
 func (s *Server) Addr() string { return s.addr }
 
-// URL returns the endpoint's base URL, e.g. "http://127.0.0.1:40123".
-func (s *Server) URL() string { return "http://" + s.addr }
+// URL returns the endpoint's base URL, e.g. "http://127.0.0.1:40123", or
+// "https://..." when it serves TLS.
+func (s *Server) URL() string {
+	if s.tls != nil {
+		return "https://" + s.addr
+	}
+	return "http://" + s.addr
+}
+
+// TLS reports whether the endpoint serves HTTPS.
+func (s *Server) TLS() bool { return s.tls != nil }
 
 // IDStart returns the first cluster ID of the endpoint's partition.
 func (s *Server) IDStart() int { return s.idStart }
@@ -284,9 +301,15 @@ func (s *Server) serve(ln net.Listener) {
 	}
 	done := make(chan struct{})
 	s.hs, s.ln, s.serveDone = hs, tl, done
+	var serving net.Listener = tl
+	if s.tls != nil {
+		// Wrapping the tracking listener keeps Refuse cutting every raw
+		// connection, handshaking or not.
+		serving = tls.NewListener(tl, s.tls)
+	}
 	go func() {
 		defer close(done)
-		_ = hs.Serve(tl)
+		_ = hs.Serve(serving)
 	}()
 }
 
