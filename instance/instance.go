@@ -50,6 +50,11 @@ type Options struct {
 	StateLog io.Writer
 	// Version is shown on the page, in the API and in build_info.
 	Version string
+	// Upgrader, if set, enables zero-downtime upgrades on SIGUSR2: the
+	// sockets are bound through it (or taken over from the process being
+	// upgraded), the instance tells it when it serves, and Run returns,
+	// gracefully, once a new process serves. Nil binds sockets directly.
+	Upgrader *Upgrader
 }
 
 // Addrs are the addresses the front doors actually listen on; empty for a
@@ -193,9 +198,14 @@ func (i *Instance) Run(ctx context.Context) error {
 		Tokens:            i.tokens,
 		ReadRequiresToken: readsNeedToken(cfg),
 	})
+	var socks sockets = netSockets{}
+	upgrading := false
+	if u := i.opts.Upgrader; u != nil {
+		socks, upgrading = upgradeSockets{u}, u.upgrading()
+	}
 	var adminLn net.Listener
 	if cfg.Listen.Admin != "" {
-		ln, err := net.Listen("tcp", cfg.Listen.Admin)
+		ln, err := socks.listen("admin", cfg.Listen.Admin)
 		if err != nil {
 			return fmt.Errorf("listen.admin %s: %w", cfg.Listen.Admin, err)
 		}
@@ -224,6 +234,8 @@ func (i *Instance) Run(ctx context.Context) error {
 			passive: func(dc, service, endpoint string, failure bool, reason string) {
 				i.checker.ReportPassive(routing.EndpointID{DC: dc, Service: service, Endpoint: endpoint}.String(), failure, reason)
 			},
+			sockets:  socks,
+			deferDNS: upgrading,
 		})
 		if err != nil {
 			return nil, err
@@ -264,6 +276,16 @@ func (i *Instance) Run(ctx context.Context) error {
 		srv := &http.Server{Handler: adminSrv, ReadHeaderTimeout: cfg.Proxy.ReadHeaderTimeout.D(), MaxHeaderBytes: cfg.Proxy.MaxHeaderBytes,
 			ErrorLog: slog.NewLogLogger(i.log.Handler(), slog.LevelWarn)}
 		g.Add(func() error {
+			if upgrading {
+				// The old process answers the admin API (and takes its
+				// drains) until this one serves.
+				select {
+				case <-i.serving:
+				case <-rctx.Done():
+					adminLn.Close()
+					return nil
+				}
+			}
 			if err := srv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("admin server: %w", err)
 			}
@@ -301,9 +323,21 @@ func (i *Instance) Run(ctx context.Context) error {
 		i.ready.Store(true)
 		if fronts.dnsServer != nil {
 			fronts.dnsServer.Prepare(i.engine.Snapshot())
+			if upgrading {
+				if err := fronts.startDNS(cfg); err != nil {
+					return err
+				}
+				i.addrs.DNS = fronts.dns
+			}
 		}
-		i.log.Info("serving", "http", i.addrs.HTTP, "https", i.addrs.HTTPS, "dns", i.addrs.DNS, "admin", i.addrs.Admin)
+		i.log.Info("serving", "http", i.addrs.HTTP, "https", i.addrs.HTTPS, "dns", i.addrs.DNS, "admin", i.addrs.Admin, "pid", os.Getpid())
 		close(i.serving)
+		if u := i.opts.Upgrader; u != nil {
+			// Only now may the old process stop: this one answers.
+			if err := u.ready(); err != nil {
+				i.log.Error("upgrade: telling the old process", "error", err)
+			}
+		}
 		return fronts.serve(rctx)
 	}, func(error) {
 		cancel()
@@ -323,6 +357,35 @@ func (i *Instance) Run(ctx context.Context) error {
 			}
 		}
 	}, func(error) { cancel() })
+
+	if u := i.opts.Upgrader; u != nil {
+		// SIGUSR2 upgrades; once the new process serves, this one stops
+		// accepting, finishes its in-flight requests and returns.
+		g.Add(func() error {
+			usr2 := make(chan os.Signal, 1)
+			signal.Notify(usr2, syscall.SIGUSR2)
+			defer signal.Stop(usr2)
+			for {
+				select {
+				case <-rctx.Done():
+					return nil
+				case <-u.exit():
+					i.log.Info("upgrade: the new process serves; finishing in-flight requests")
+					return nil
+				case <-usr2:
+					i.log.Info("upgrade: starting the new process")
+					if err := u.upgrade(); err != nil {
+						i.log.Error("upgrade failed; this process keeps serving", "error", err)
+					}
+				}
+			}
+		}, func(error) {
+			cancel()
+			// Shutting down: no upgrade starts, and one under way is
+			// abandoned (its new process killed) so that Run can return.
+			u.Stop()
+		})
+	}
 
 	err = g.Run()
 	i.log.Info("shut down")
