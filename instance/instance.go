@@ -108,7 +108,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	saved, err := store.LoadDrains()
+	saved, savedScoped, err := store.LoadDrains()
 	if err != nil {
 		return nil, fmt.Errorf("restoring drains: %w", err)
 	}
@@ -126,6 +126,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	}, func() float64 { return float64(i.engine.DroppedEvents()) }))
 	// Drains are back before the first answer is served.
 	i.engine.RestoreDrains(saved)
+	i.engine.RestoreScopedDrains(savedScoped)
 
 	i.checker = health.New(probeTargets(cfg), health.Options{
 		Prober: health.InstrumentProber(&health.NetProber{}, i.reg),
@@ -415,30 +416,31 @@ type drainer struct {
 	log    *slog.Logger
 }
 
-func (d *drainer) drain(dc string, dr routing.Drain) error {
+func (d *drainer) drain(scope routing.DrainScope, dr routing.Drain) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.engine.Drain(dc, dr); err != nil {
+	if err := d.engine.DrainScoped(scope, dr); err != nil {
 		return err
 	}
-	return d.save("drain", dc)
+	return d.save("drain", scope)
 }
 
-func (d *drainer) undrain(dc, by string) error {
+func (d *drainer) undrain(scope routing.DrainScope, by string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.engine.Undrain(dc, by); err != nil {
+	if err := d.engine.UndrainScoped(scope, by); err != nil {
 		return err
 	}
-	return d.save("undrain", dc)
+	return d.save("undrain", scope)
 }
 
 // save writes the drains in effect. Its error is logged and returned at
 // once; the change itself stays in effect (and is one event) either way.
-func (d *drainer) save(what, dc string) error {
-	if err := d.store.SaveDrains(d.engine.Snapshot().Drains); err != nil {
-		d.log.Error("the "+what+" is in effect but could not be saved for a restart", "dc", dc, "error", err)
-		return fmt.Errorf("the %s of %s is in effect but could not be saved for a restart: %w", what, dc, err)
+func (d *drainer) save(what string, scope routing.DrainScope) error {
+	snap := d.engine.Snapshot()
+	if err := d.store.SaveDrains(snap.Drains, snap.ScopedDrains); err != nil {
+		d.log.Error("the "+what+" is in effect but could not be saved for a restart", "dc", scope.DC, "service", scope.Service, "endpoint", scope.Endpoint, "error", err)
+		return fmt.Errorf("the %s of %s is in effect but could not be saved for a restart: %w", what, scope, err)
 	}
 	return nil
 }

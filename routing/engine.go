@@ -53,7 +53,7 @@ type Engine struct {
 	cfg       *config.Config
 	endpoints map[EndpointID]endpointState
 	drains    map[string]Drain
-	scoped    map[DrainScope]Drain // drains of a service in a DC or of an endpoint
+	scoped    map[DrainScope]Drain     // drains of a service in a DC or of an endpoint
 	dcSince   map[dcKey]dcMemo         // last published state
 	allDown   map[string]bool          // by service
 	owners    map[shardKey]dcMemoOwner // last published owner
