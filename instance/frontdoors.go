@@ -170,11 +170,11 @@ func named(name string, serve func() error) func() error {
 	}
 }
 
-// serve runs every HTTP serve loop until shutdown. It returns when ctx is
-// done and every loop has ended, or at once with the first loop's error
-// (the caller then calls shutdown, which joins the other loops). After
-// shutdown it starts nothing.
-func (f *frontDoors) serve(ctx context.Context) error {
+// serve runs every HTTP serve loop until shutdown, calling started once
+// they run. It returns when ctx is done and every loop has ended, or at once
+// with the first loop's error (the caller then calls shutdown, which joins
+// the other loops). After shutdown it starts nothing.
+func (f *frontDoors) serve(ctx context.Context, started func()) error {
 	errs := make(chan error, len(f.loops))
 	f.mu.Lock()
 	if !f.stopped {
@@ -183,6 +183,7 @@ func (f *frontDoors) serve(ctx context.Context) error {
 		}
 	}
 	f.mu.Unlock()
+	started()
 	for {
 		select {
 		case err := <-errs:

@@ -333,13 +333,14 @@ func (i *Instance) Run(ctx context.Context) error {
 		}
 		i.log.Info("serving", "http", i.addrs.HTTP, "https", i.addrs.HTTPS, "dns", i.addrs.DNS, "admin", i.addrs.Admin, "pid", os.Getpid())
 		close(i.serving)
-		if u := i.opts.Upgrader; u != nil {
-			// Only now may the old process stop: this one answers.
-			if err := u.ready(); err != nil {
-				i.log.Error("upgrade: telling the old process", "error", err)
+		return fronts.serve(rctx, func() {
+			if u := i.opts.Upgrader; u != nil {
+				// Only now may the old process stop: this one answers.
+				if err := u.ready(); err != nil {
+					i.log.Error("upgrade: telling the old process", "error", err)
+				}
 			}
-		}
-		return fronts.serve(rctx)
+		})
 	}, func(error) {
 		cancel()
 		fronts.shutdown(timeout, i.log)
