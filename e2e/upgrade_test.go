@@ -19,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/coopr-gslb/coopr-gslb/internal/acmetest"
 	"github.com/coopr-gslb/coopr-gslb/simulator"
 )
 
@@ -127,12 +128,17 @@ func (r *upgradeLoad) fail(format string, args ...any) {
 // steadyLoad sends GETs through the proxy and DNS queries over UDP and TCP
 // until ctx ends, each worker one request at a time with keep-alive
 // connections, as a client fleet does.
-func steadyLoad(ctx context.Context, wg *sync.WaitGroup, httpAddr, dnsAddr string, get, dnsRes *upgradeLoad) {
-	client := &http.Client{Timeout: 10 * time.Second}
-	for range 4 {
+func steadyLoad(ctx context.Context, wg *sync.WaitGroup, httpAddr, dnsAddr string, tlsClient *http.Client, get, dnsRes *upgradeLoad) {
+	plain := &http.Client{Timeout: 10 * time.Second}
+	for i := range 4 {
+		client, url := plain, "http://"+httpAddr+"/v2/clusters"
+		if i%2 == 1 && tlsClient != nil {
+			// Over HTTPS (HTTP/2, one connection for all its requests).
+			client, url = tlsClient, "https://api.coopr.example.com/v2/clusters"
+		}
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				req, _ := http.NewRequest("GET", "http://"+httpAddr+"/v2/clusters", nil)
+				req, _ := http.NewRequest("GET", url, nil)
 				req.Host = "api.coopr.example.com"
 				resp, err := client.Do(req)
 				if err != nil {
@@ -171,14 +177,17 @@ func steadyLoad(ctx context.Context, wg *sync.WaitGroup, httpAddr, dnsAddr strin
 	}
 }
 
-// TestUpgradeUnderLoad: SIGUSR2 under steady load on both front doors
-// starts a new process on the same sockets; the PID serving changes, the
-// old process exits, and no GET and no DNS query fails.
+// TestUpgradeUnderLoad: SIGUSR2 under steady load on every front door
+// (HTTP, HTTPS, DNS over UDP and TCP) starts a new process on the same
+// sockets; the PID serving changes, the old process exits, and no GET and
+// no DNS query fails.
 func TestUpgradeUnderLoad(t *testing.T) {
 	t.Parallel()
 	fleet := startFleet(t)
-	httpAddr, dnsAddr, admin := freePort(t), freePort(t), freePort(t)
-	p := startUpgradable(t, twoDCConfig(fleet, httpAddr, dnsAddr, admin, ""))
+	httpAddr, httpsAddr, dnsAddr, admin := freePort(t), freePort(t), freePort(t), freePort(t)
+	cert := acmetest.WriteCert(t, "api.coopr.example.com", "coopr.example.com")
+	tlsCfg := fmt.Sprintf("tls:\n  certificates:\n    - {cert: %q, key: %q}\n", cert.CertFile, cert.KeyFile)
+	p := startUpgradable(t, withHTTPS(twoDCConfig(fleet, httpAddr, dnsAddr, admin, tlsCfg), httpsAddr))
 	waitReadyz(t, admin, 15*time.Second)
 	oldPID := p.cmd.Process.Pid
 	if got := p.pid(); got != oldPID {
@@ -188,7 +197,7 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	var get, dnsRes upgradeLoad
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	steadyLoad(ctx, &wg, httpAddr, dnsAddr, &get, &dnsRes)
+	steadyLoad(ctx, &wg, httpAddr, dnsAddr, acmetest.HTTPSClient(cert.Roots, httpsAddr), &get, &dnsRes)
 	defer func() { cancel(); wg.Wait() }()
 
 	time.Sleep(time.Second)
@@ -287,6 +296,54 @@ func TestSigtermFinishesInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	termAt := time.Now()
+	// New connections after SIGTERM: each is either served (200) or refused
+	// at connect once the listener is closed. The one exception is a
+	// connection the kernel queued in the instant the listener closed: it is
+	// reset, so each client may see one reset, then only refusals. (Before
+	// a fix, tableflip's copy of the socket kept it listening: connections
+	// were queued, never served, and reset when the process exited.)
+	var served, refused, resets atomic.Int64
+	var firstRefused atomic.Int64
+	var lateErrs []string
+	var lateMu sync.Mutex
+	var late sync.WaitGroup
+	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 4 {
+		late.Go(func() {
+			for time.Since(termAt) < time.Second {
+				req, _ := http.NewRequest("GET", "http://"+httpAddr+"/v2/clusters", nil)
+				req.Host = "api.coopr.example.com"
+				start := time.Now()
+				resp, err := fresh.Do(req)
+				// A refusal, or a reset as the listener closes, is
+				// immediate; an error after a wait is a connection that was
+				// taken and then dropped.
+				quick := time.Since(start) < 300*time.Millisecond
+				switch {
+				case err != nil && quick && errors.Is(err, syscall.ECONNREFUSED):
+					refused.Add(1)
+					firstRefused.CompareAndSwap(0, int64(time.Since(termAt)))
+					time.Sleep(20 * time.Millisecond)
+				case err != nil && quick && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) && resets.Add(1) <= 4:
+				case err != nil:
+					err = fmt.Errorf("after %s: %w", time.Since(start).Round(time.Millisecond), err)
+					lateMu.Lock()
+					lateErrs = append(lateErrs, err.Error())
+					lateMu.Unlock()
+				default:
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						served.Add(1)
+					} else {
+						lateMu.Lock()
+						lateErrs = append(lateErrs, resp.Status)
+						lateMu.Unlock()
+					}
+				}
+			}
+		})
+	}
 	var last time.Time
 	for range n {
 		r := <-results
@@ -297,6 +354,12 @@ func TestSigtermFinishesInFlight(t *testing.T) {
 			last = r.done
 		}
 	}
+	late.Wait()
+	if len(lateErrs) > 0 {
+		t.Errorf("requests after SIGTERM failed other than by a refused connection: %v", lateErrs)
+	}
+	t.Logf("after SIGTERM: %d new requests served, %d connections refused (the first after %s), %d reset as the listener closed",
+		served.Load(), refused.Load(), time.Duration(firstRefused.Load()).Round(time.Millisecond), resets.Load())
 	select {
 	case <-g.done:
 	case <-time.After(10 * time.Second):

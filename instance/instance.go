@@ -255,7 +255,16 @@ func (i *Instance) Run(ctx context.Context) error {
 	defer cancel()
 	var g run.Group
 	// The context: Run's caller stops everything by cancelling it.
-	g.Add(func() error { <-rctx.Done(); return nil }, func(error) { cancel() })
+	g.Add(func() error { <-rctx.Done(); return nil }, func(error) {
+		cancel()
+		if u := i.opts.Upgrader; u != nil {
+			// First of all: tableflip holds a copy of every socket, for
+			// the next upgrade. Unless one has taken them over already,
+			// they must close with ours, or a closed listener would
+			// still accept connections that nobody serves.
+			u.Stop()
+		}
+	})
 	// Events leave the engine's lock through its queue: logging, the state
 	// log, metrics and notifications consume them here.
 	g.Add(func() error { return i.engine.Deliver(rctx) }, func(error) { cancel() })
@@ -382,10 +391,10 @@ func (i *Instance) Run(ctx context.Context) error {
 				}
 			}
 		}, func(error) {
+			// The context's interrupt has stopped the upgrader: no upgrade
+			// starts, and one under way is abandoned (its new process
+			// killed), so that this returns.
 			cancel()
-			// Shutting down: no upgrade starts, and one under way is
-			// abandoned (its new process killed) so that Run can return.
-			u.Stop()
 		})
 	}
 
