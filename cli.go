@@ -212,40 +212,44 @@ func orNone(s string) string {
 func cmdDrain(args []string) int {
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: coopr-gslb drain DC -reason TEXT [-mode soft|hard] [-deadline 10m]\n\nTakes a datacenter out of DNS answers and the proxy. soft: DNS and new sessions leave\nat once, sessions pinned to the DC stay until the deadline; hard: everything leaves at once.\nThe drain survives restarts until undrained.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: coopr-gslb drain DC [-service S] [-endpoint ADDR] -reason TEXT [-mode soft|hard] [-deadline 10m]\n\nTakes a datacenter out of DNS answers and the proxy. soft: DNS and new sessions leave\nat once, sessions pinned to the DC stay until the deadline; hard: everything leaves at once.\nWith -service, only that service leaves the DC; with -endpoint, only that endpoint leaves\nits DC's healthy set. The drain survives restarts until undrained.\n\n")
 		fs.PrintDefaults()
 	}
 	reason := fs.String("reason", "", "why (shown on the status page and in alerts)")
 	mode := fs.String("mode", "hard", "soft or hard")
 	deadline := fs.String("deadline", "", "soft drain: how long pinned sessions may stay (e.g. 10m)")
+	scope := drainScopeFlags(fs)
 	client := clientFlags(fs)
 	dc, code, ok := datacenterArg(fs, args)
 	if !ok {
 		return code
 	}
+	path, label := scope(dc)
 	req := admin.DrainRequest{Reason: *reason, Mode: *mode, Deadline: *deadline}
-	if err := client().do(http.MethodPost, drainPath(dc), req, nil); err != nil {
+	if err := client().do(http.MethodPost, path, req, nil); err != nil {
 		return fail(err)
 	}
-	fmt.Printf("%s drained (%s)\n", dc, *mode)
+	fmt.Printf("%s drained (%s)\n", label, *mode)
 	return 0
 }
 
 func cmdUndrain(args []string) int {
 	fs := flag.NewFlagSet("undrain", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: coopr-gslb undrain DC\n\nEnds a manual drain; the datacenter takes traffic again while it is healthy.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: coopr-gslb undrain DC [-service S] [-endpoint ADDR]\n\nEnds a manual drain (of the DC, or with -service and -endpoint of what they name); it\ntakes traffic again while it is healthy.\n\n")
 		fs.PrintDefaults()
 	}
+	scope := drainScopeFlags(fs)
 	client := clientFlags(fs)
 	dc, code, ok := datacenterArg(fs, args)
 	if !ok {
 		return code
 	}
-	if err := client().do(http.MethodDelete, drainPath(dc), nil, nil); err != nil {
+	path, label := scope(dc)
+	if err := client().do(http.MethodDelete, path, nil, nil); err != nil {
 		return fail(err)
 	}
-	fmt.Printf("%s undrained\n", dc)
+	fmt.Printf("%s undrained\n", label)
 	return 0
 }
 

@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/caddyserver/certmagic v0.25.6
 	github.com/chromedp/chromedp v0.23.0
+	github.com/cloudflare/tableflip v1.2.3
 	github.com/coder/websocket v1.8.14
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/hashicorp/memberlist v0.7.0

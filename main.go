@@ -26,8 +26,8 @@ Usage:
 Talking to a running coopr-gslb (flags -admin ADDR, -token TOKEN; env COOPR_GSLB_ADMIN,
 COOPR_GSLB_ADMIN_TOKEN):
   coopr-gslb status [-json]                      every service x datacenter at a glance
-  coopr-gslb drain DC -reason TEXT [-mode soft|hard] [-deadline 10m]
-  coopr-gslb undrain DC
+  coopr-gslb drain DC [-service S] [-endpoint ADDR] -reason TEXT [-mode soft|hard] [-deadline 10m]
+  coopr-gslb undrain DC [-service S] [-endpoint ADDR]
   coopr-gslb reload                              load the configuration file again
   coopr-gslb explain -name HOST [-client IP]     what a client gets right now, and why
 

@@ -18,11 +18,12 @@ import (
 func cmdRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: coopr-gslb run -config FILE [-state-log FILE]\n\nRuns every front door the configuration enables. SIGHUP reloads the configuration;\nSIGTERM and SIGINT shut down gracefully.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: coopr-gslb run -config FILE [-state-log FILE] [-pid-file FILE]\n\nRuns every front door the configuration enables. SIGHUP reloads the configuration;\nSIGTERM and SIGINT shut down gracefully (in-flight requests finish);\nSIGUSR2 upgrades without downtime: a new copy of the binary takes over the\nlistening sockets, serves after its first probe round, and this one exits.\n\n")
 		fs.PrintDefaults()
 	}
 	path := fs.String("config", "config.yaml", "configuration file")
 	stateLog := fs.String("state-log", "", "append every routing event as a JSON line, numbered as in /api/v1/events, to this file (\"-\" for stdout)")
+	pidFile := fs.String("pid-file", "", "write the PID of the process serving to this file (systemd's PIDFile=; it changes with each SIGUSR2 upgrade)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -38,7 +39,13 @@ func cmdRun(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := instance.Options{ConfigPath: *path, Logger: newLogger(), Version: version}
+	upg, err := instance.NewUpgrader(*pidFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "coopr-gslb: %v\n", err)
+		return 1
+	}
+	defer upg.Stop()
+	opts := instance.Options{ConfigPath: *path, Logger: newLogger(), Version: version, Upgrader: upg}
 	if *stateLog != "" {
 		w, closeFn, err := openStateLog(*stateLog)
 		if err != nil {

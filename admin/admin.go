@@ -32,10 +32,11 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	Version  string
 
-	// Drain and Undrain change a DC's drain; they return an error wrapping
-	// routing.ErrUnknownDC for a DC the config does not name.
-	Drain   func(dc string, d routing.Drain) error
-	Undrain func(dc, by string) error
+	// Drain and Undrain change a drain of a DC, of a service in a DC or of
+	// an endpoint; they return an error wrapping routing.ErrUnknownDC,
+	// ErrUnknownService or ErrUnknownEndpoint for what the config lacks.
+	Drain   func(scope routing.DrainScope, d routing.Drain) error
+	Undrain func(scope routing.DrainScope, by string) error
 	// Reload loads the configuration file again.
 	Reload func() error
 	// LastReload says how the last reload went.
@@ -69,6 +70,10 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /api/v1/explain", s.requireRead(s.explain))
 	s.mux.HandleFunc("POST /api/v1/datacenters/{dc}/drain", s.requireToken(s.drain))
 	s.mux.HandleFunc("DELETE /api/v1/datacenters/{dc}/drain", s.requireToken(s.undrain))
+	s.mux.HandleFunc("POST /api/v1/datacenters/{dc}/services/{svc}/drain", s.requireToken(s.drain))
+	s.mux.HandleFunc("DELETE /api/v1/datacenters/{dc}/services/{svc}/drain", s.requireToken(s.undrain))
+	s.mux.HandleFunc("POST /api/v1/datacenters/{dc}/services/{svc}/endpoints/{addr}/drain", s.requireToken(s.drain))
+	s.mux.HandleFunc("DELETE /api/v1/datacenters/{dc}/services/{svc}/endpoints/{addr}/drain", s.requireToken(s.undrain))
 	s.mux.HandleFunc("POST /api/v1/reload", s.requireToken(s.reload))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeText(w, http.StatusOK, "ok\n") })
 	s.mux.HandleFunc("GET /readyz", s.readyz)

@@ -51,7 +51,7 @@ func newTestServer(t *testing.T, readNeedsToken bool) (*httptest.Server, *routin
 	}
 	reloadErr := errors.New("config.yaml:3: services.api.policy: unknown policy")
 	srv := httptest.NewServer(New(Options{
-		Snapshot: e.Snapshot, Events: e.Events, Drain: e.Drain, Undrain: e.Undrain,
+		Snapshot: e.Snapshot, Events: e.Events, Drain: e.DrainScoped, Undrain: e.UndrainScoped,
 		Reload: func() error { return reloadErr }, Tokens: tokens, ReadRequiresToken: readNeedsToken,
 	}))
 	t.Cleanup(srv.Close)

@@ -59,6 +59,13 @@ func NewServer(addr string, h http.Handler, o ListenOptions) (*http.Server, net.
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen.admin %s: %w", addr, err)
 	}
+	srv, ln := ServerOn(ln, addr, h, o)
+	return srv, ln, nil
+}
+
+// ServerOn is NewServer for a listener the caller already bound (or
+// inherited across an upgrade) for listen.admin addr.
+func ServerOn(ln net.Listener, addr string, h http.Handler, o ListenOptions) (*http.Server, net.Listener) {
 	guard := NewHostGuard(addr, ln.Addr().String(), o.AllowedHosts)
 	srv := &http.Server{
 		Handler:           guard.Wrap(h),
@@ -71,7 +78,7 @@ func NewServer(addr string, h http.Handler, o ListenOptions) (*http.Server, net.
 	if o.MaxConnections > 0 {
 		ln = netutil.LimitListener(ln, o.MaxConnections)
 	}
-	return srv, ln, nil
+	return srv, ln
 }
 
 // HostGuard refuses requests whose Host header is not a name of the admin

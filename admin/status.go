@@ -17,6 +17,8 @@ type Status struct {
 	Updated    time.Time                `json:"updated"`
 	Services   []ServiceStatus          `json:"services"`
 	Drains     map[string]routing.Drain `json:"drains"`
+	// ScopedDrains are the drains of a service in a DC and of an endpoint.
+	ScopedDrains []routing.ScopedDrain `json:"scoped_drains"`
 	// Reload is the outcome of the last configuration reload, if any.
 	Reload *ReloadStatus `json:"reload,omitempty"`
 }
@@ -72,6 +74,9 @@ type DCStatus struct {
 	Since     time.Time        `json:"since"`
 	Drain     *routing.Drain   `json:"drain,omitempty"`
 	Endpoints []EndpointStatus `json:"endpoints"`
+
+	// DrainScope says what Drain takes out: "datacenter" or "service".
+	DrainScope string `json:"drain_scope,omitempty"`
 }
 
 // EndpointStatus is one endpoint's latest probe.
@@ -84,6 +89,9 @@ type EndpointStatus struct {
 	LatencyMS float64   `json:"latency_ms"`
 	LastProbe time.Time `json:"last_probe,omitzero"`
 	Since     time.Time `json:"since,omitzero"`
+	// Drain is the endpoint's manual drain: it takes no traffic while it
+	// lasts, whatever its health.
+	Drain *routing.Drain `json:"drain,omitempty"`
 }
 
 func (s *Server) buildStatus() Status {
@@ -94,7 +102,8 @@ func (s *Server) buildStatus() Status {
 			probes[routing.EndpointID{DC: p.Target.DC, Service: p.Target.Service, Endpoint: p.Target.Endpoint}] = p
 		}
 	}
-	st := Status{Version: s.opts.Version, Ready: s.ready(), Generation: snap.Generation, Updated: snap.Built, Drains: snap.Drains}
+	st := Status{Version: s.opts.Version, Ready: s.ready(), Generation: snap.Generation, Updated: snap.Built, Drains: snap.Drains,
+		ScopedDrains: append([]routing.ScopedDrain{}, snap.ScopedDrains...)}
 	if s.opts.LastReload != nil {
 		if rs := s.opts.LastReload(); !rs.Time.IsZero() {
 			st.Reload = &rs
@@ -124,11 +133,17 @@ func (s *Server) buildStatus() Status {
 		for _, dc := range svc.DCs {
 			ds := DCStatus{Name: dc.Name, State: dc.State.String(), Priority: dc.Priority, Weight: dc.Weight, Healthy: dc.Healthy,
 				Total: dc.Total, Required: dc.Required, Reason: dc.Reason, Since: dc.Since, Drain: dc.Drain}
+			switch {
+			case dc.ServiceDrain:
+				ds.DrainScope = "service"
+			case dc.Drain != nil:
+				ds.DrainScope = "datacenter"
+			}
 			if svc.AllDown && len(d.Targets) > 0 && dc.State == routing.StateDown {
 				ds.State = "serving_all"
 			}
 			for _, ep := range dc.Endpoints {
-				es := EndpointStatus{Address: ep.Address, Up: ep.Up, Probed: ep.Probed, Since: ep.Since, LastError: ep.Reason}
+				es := EndpointStatus{Address: ep.Address, Up: ep.Up, Probed: ep.Probed, Since: ep.Since, LastError: ep.Reason, Drain: ep.Drain}
 				if p, ok := probes[routing.EndpointID{DC: dc.Name, Service: svc.Name, Endpoint: ep.Address}]; ok && p.Probed {
 					es.LastOK = p.Last.OK
 					es.LastError = p.Last.Err

@@ -23,7 +23,7 @@ const tcpWriteTimeout = 5 * time.Second
 // With port 0 the port the first UDP socket gets is used for the others and
 // for TCP; if some other program holds that port for TCP, bind tries again
 // with a new port.
-func bind(addr string, n int) ([]net.PacketConn, net.Listener, error) {
+func bind(addr string, n int, socks Sockets) ([]net.PacketConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dnsserver: listen address %q: %w", addr, err)
@@ -36,7 +36,7 @@ func bind(addr string, n int) ([]net.PacketConn, net.Listener, error) {
 		attempts = 10
 	}
 	for i := 0; ; i++ {
-		pcs, ln, err := bindOnce(host, port, n)
+		pcs, ln, err := bindOnce(host, port, n, socks)
 		if err == nil {
 			return pcs, ln, nil
 		}
@@ -46,7 +46,10 @@ func bind(addr string, n int) ([]net.PacketConn, net.Listener, error) {
 	}
 }
 
-func bindOnce(host, port string, n int) (pcs []net.PacketConn, ln net.Listener, err error) {
+func bindOnce(host, port string, n int, socks Sockets) (pcs []net.PacketConn, ln net.Listener, err error) {
+	if socks == nil {
+		socks = netSockets{}
+	}
 	defer func() {
 		if err != nil {
 			for _, pc := range pcs {
@@ -54,7 +57,6 @@ func bindOnce(host, port string, n int) (pcs []net.PacketConn, ln net.Listener, 
 			}
 		}
 	}()
-	ctx := context.Background()
 	var lc net.ListenConfig
 	if n > 1 {
 		// Only when sharing: SO_REUSEPORT on a lone socket would let a
@@ -62,22 +64,31 @@ func bindOnce(host, port string, n int) (pcs []net.PacketConn, ln net.Listener, 
 		// queries instead of failing to bind.
 		lc.Control = reusePort
 	}
-	first, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, port))
+	first, err := socks.ListenPacket(&lc, net.JoinHostPort(host, port), 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	pcs = append(pcs, first)
 	port = strconv.Itoa(first.LocalAddr().(*net.UDPAddr).Port)
 	for len(pcs) < n {
-		pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, port))
+		pc, err := socks.ListenPacket(&lc, net.JoinHostPort(host, port), len(pcs))
 		if err != nil {
 			return pcs, nil, err
 		}
 		pcs = append(pcs, pc)
 	}
-	ln, err = net.Listen("tcp", net.JoinHostPort(host, port))
+	ln, err = socks.Listen(net.JoinHostPort(host, port))
 	return pcs, ln, err
 }
+
+// netSockets binds with the net package.
+type netSockets struct{}
+
+func (netSockets) ListenPacket(lc *net.ListenConfig, addr string, _ int) (net.PacketConn, error) {
+	return lc.ListenPacket(context.Background(), "udp", addr)
+}
+
+func (netSockets) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 // limitListener caps the number of open TCP connections. A connection
 // accepted beyond the cap is reset at once, which a client sees at once and

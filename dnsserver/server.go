@@ -45,6 +45,19 @@ type Options struct {
 	// Logger receives zone build warnings and serving errors, never a line
 	// per query. If nil, slog.Default().
 	Logger *slog.Logger
+	// Sockets, if set, opens the UDP sockets and the TCP listener instead
+	// of the net package, for example to take them over from the process
+	// being upgraded. If nil, they are bound here.
+	Sockets Sockets
+}
+
+// Sockets opens the server's sockets. ListenPacket opens UDP socket number
+// index (0 to dns.udp_sockets-1) on addr with lc, which carries
+// SO_REUSEPORT when several sockets share the port; Listen opens the TCP
+// listener.
+type Sockets interface {
+	ListenPacket(lc *net.ListenConfig, addr string, index int) (net.PacketConn, error)
+	Listen(addr string) (net.Listener, error)
 }
 
 // Server is the authoritative DNS server. Its methods are safe for
@@ -125,7 +138,7 @@ func (s *Server) Start() error {
 	if sockets <= 0 {
 		sockets = runtime.GOMAXPROCS(0)
 	}
-	pcs, ln, err := bind(addr, sockets)
+	pcs, ln, err := bind(addr, sockets, s.opts.Sockets)
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,20 @@ type frontDoorDeps struct {
 	log         *slog.Logger
 	// passive receives the proxy's passive health signals.
 	passive func(dc, service, endpoint string, failure bool, reason string)
+	// sockets opens the listening sockets.
+	sockets sockets
+	// deferDNS leaves the DNS sockets unread until startDNS: in an
+	// upgrade, the old process answers on them until this one serves.
+	deferDNS bool
+}
+
+// startDNS starts the DNS responder: from then on it reads its sockets.
+func (f *frontDoors) startDNS(cfg *config.Config) error {
+	if err := f.dnsServer.Start(); err != nil {
+		return fmt.Errorf("listen.dns %s: %w", cfg.Listen.DNS, err)
+	}
+	f.dns = f.dnsServer.Addr()
+	return nil
 }
 
 // bindFrontDoors binds the proxy's listeners (plain and TLS) and the DNS
@@ -76,28 +90,30 @@ func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 	}()
 	cfg := d.cfg
 	if cfg.Listen.DNS != "" {
-		dns, err := dnsserver.New(dnsserver.Options{Addr: cfg.Listen.DNS, Snapshot: d.dnsSnapshot, Registerer: d.reg, Logger: d.log})
+		dns, err := dnsserver.New(dnsserver.Options{Addr: cfg.Listen.DNS, Snapshot: d.dnsSnapshot, Registerer: d.reg, Logger: d.log, Sockets: dnsSockets{d.sockets}})
 		if err != nil {
 			return f, err
 		}
-		if err := dns.Start(); err != nil {
-			return f, fmt.Errorf("listen.dns %s: %w", cfg.Listen.DNS, err)
+		f.dnsServer = dns
+		if !d.deferDNS {
+			if err := f.startDNS(cfg); err != nil {
+				return f, err
+			}
 		}
-		f.dnsServer, f.dns = dns, dns.Addr()
 	}
 	if cfg.Listen.HTTP == "" && cfg.Listen.HTTPS == "" {
 		return f, nil
 	}
 	var httpLn, httpsLn net.Listener
 	if cfg.Listen.HTTP != "" {
-		if httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+		if httpLn, err = d.sockets.listen("http", cfg.Listen.HTTP); err != nil {
 			return f, fmt.Errorf("listen.http %s: %w", cfg.Listen.HTTP, err)
 		}
 		f.lns = append(f.lns, httpLn)
 		f.http = httpLn.Addr().String()
 	}
 	if cfg.Listen.HTTPS != "" {
-		if httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
+		if httpsLn, err = d.sockets.listen("https", cfg.Listen.HTTPS); err != nil {
 			return f, fmt.Errorf("listen.https %s: %w", cfg.Listen.HTTPS, err)
 		}
 		f.lns = append(f.lns, httpsLn)
@@ -154,11 +170,11 @@ func named(name string, serve func() error) func() error {
 	}
 }
 
-// serve runs every HTTP serve loop until shutdown. It returns when ctx is
-// done and every loop has ended, or at once with the first loop's error
-// (the caller then calls shutdown, which joins the other loops). After
-// shutdown it starts nothing.
-func (f *frontDoors) serve(ctx context.Context) error {
+// serve runs every HTTP serve loop until shutdown, calling started once
+// they run. It returns when ctx is done and every loop has ended, or at once
+// with the first loop's error (the caller then calls shutdown, which joins
+// the other loops). After shutdown it starts nothing.
+func (f *frontDoors) serve(ctx context.Context, started func()) error {
 	errs := make(chan error, len(f.loops))
 	f.mu.Lock()
 	if !f.stopped {
@@ -167,6 +183,7 @@ func (f *frontDoors) serve(ctx context.Context) error {
 		}
 	}
 	f.mu.Unlock()
+	started()
 	for {
 		select {
 		case err := <-errs:

@@ -50,6 +50,11 @@ type Options struct {
 	StateLog io.Writer
 	// Version is shown on the page, in the API and in build_info.
 	Version string
+	// Upgrader, if set, enables zero-downtime upgrades on SIGUSR2: the
+	// sockets are bound through it (or taken over from the process being
+	// upgraded), the instance tells it when it serves, and Run returns,
+	// gracefully, once a new process serves. Nil binds sockets directly.
+	Upgrader *Upgrader
 }
 
 // Addrs are the addresses the front doors actually listen on; empty for a
@@ -103,7 +108,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	saved, err := store.LoadDrains()
+	saved, savedScoped, err := store.LoadDrains()
 	if err != nil {
 		return nil, fmt.Errorf("restoring drains: %w", err)
 	}
@@ -121,6 +126,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	}, func() float64 { return float64(i.engine.DroppedEvents()) }))
 	// Drains are back before the first answer is served.
 	i.engine.RestoreDrains(saved)
+	i.engine.RestoreScopedDrains(savedScoped)
 
 	i.checker = health.New(probeTargets(cfg), health.Options{
 		Prober: health.InstrumentProber(&health.NetProber{}, i.reg),
@@ -193,15 +199,21 @@ func (i *Instance) Run(ctx context.Context) error {
 		Tokens:            i.tokens,
 		ReadRequiresToken: readsNeedToken(cfg),
 	})
+	var socks sockets = netSockets{}
+	upgrading := false
+	if u := i.opts.Upgrader; u != nil {
+		socks, upgrading = upgradeSockets{u}, u.upgrading()
+	}
 	var (
 		adminLn  net.Listener
 		adminWeb *http.Server
 	)
 	if cfg.Listen.Admin != "" {
-		srv, ln, err := admin.NewServer(cfg.Listen.Admin, adminSrv, admin.ListenOptionsFrom(cfg))
+		ln, err := socks.listen("admin", cfg.Listen.Admin)
 		if err != nil {
-			return err
+			return fmt.Errorf("listen.admin %s: %w", cfg.Listen.Admin, err)
 		}
+		srv, ln := admin.ServerOn(ln, cfg.Listen.Admin, adminSrv, admin.ListenOptionsFrom(cfg))
 		srv.ErrorLog = slog.NewLogLogger(i.log.Handler(), slog.LevelWarn)
 		adminLn, adminWeb = ln, srv
 		i.addrs.Admin = ln.Addr().String()
@@ -228,6 +240,8 @@ func (i *Instance) Run(ctx context.Context) error {
 			passive: func(dc, service, endpoint string, failure bool, reason string) {
 				i.checker.ReportPassive(routing.EndpointID{DC: dc, Service: service, Endpoint: endpoint}.String(), failure, reason)
 			},
+			sockets:  socks,
+			deferDNS: upgrading,
 		})
 		if err != nil {
 			return nil, err
@@ -246,7 +260,16 @@ func (i *Instance) Run(ctx context.Context) error {
 	defer cancel()
 	var g run.Group
 	// The context: Run's caller stops everything by cancelling it.
-	g.Add(func() error { <-rctx.Done(); return nil }, func(error) { cancel() })
+	g.Add(func() error { <-rctx.Done(); return nil }, func(error) {
+		cancel()
+		if u := i.opts.Upgrader; u != nil {
+			// First of all: tableflip holds a copy of every socket, for
+			// the next upgrade. Unless one has taken them over already,
+			// they must close with ours, or a closed listener would
+			// still accept connections that nobody serves.
+			u.Stop()
+		}
+	})
 	// Events leave the engine's lock through its queue: logging, the state
 	// log, metrics and notifications consume them here.
 	g.Add(func() error { return i.engine.Deliver(rctx) }, func(error) { cancel() })
@@ -267,6 +290,16 @@ func (i *Instance) Run(ctx context.Context) error {
 	if adminLn != nil {
 		srv := adminWeb
 		g.Add(func() error {
+			if upgrading {
+				// The old process answers the admin API (and takes its
+				// drains) until this one serves.
+				select {
+				case <-i.serving:
+				case <-rctx.Done():
+					adminLn.Close()
+					return nil
+				}
+			}
 			if err := srv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("admin server: %w", err)
 			}
@@ -304,10 +337,23 @@ func (i *Instance) Run(ctx context.Context) error {
 		i.ready.Store(true)
 		if fronts.dnsServer != nil {
 			fronts.dnsServer.Prepare(i.engine.Snapshot())
+			if upgrading {
+				if err := fronts.startDNS(cfg); err != nil {
+					return err
+				}
+				i.addrs.DNS = fronts.dns
+			}
 		}
-		i.log.Info("serving", "http", i.addrs.HTTP, "https", i.addrs.HTTPS, "dns", i.addrs.DNS, "admin", i.addrs.Admin)
+		i.log.Info("serving", "http", i.addrs.HTTP, "https", i.addrs.HTTPS, "dns", i.addrs.DNS, "admin", i.addrs.Admin, "pid", os.Getpid())
 		close(i.serving)
-		return fronts.serve(rctx)
+		return fronts.serve(rctx, func() {
+			if u := i.opts.Upgrader; u != nil {
+				// Only now may the old process stop: this one answers.
+				if err := u.ready(); err != nil {
+					i.log.Error("upgrade: telling the old process", "error", err)
+				}
+			}
+		})
 	}, func(error) {
 		cancel()
 		fronts.shutdown(timeout, i.log)
@@ -326,6 +372,35 @@ func (i *Instance) Run(ctx context.Context) error {
 			}
 		}
 	}, func(error) { cancel() })
+
+	if u := i.opts.Upgrader; u != nil {
+		// SIGUSR2 upgrades; once the new process serves, this one stops
+		// accepting, finishes its in-flight requests and returns.
+		g.Add(func() error {
+			usr2 := make(chan os.Signal, 1)
+			signal.Notify(usr2, syscall.SIGUSR2)
+			defer signal.Stop(usr2)
+			for {
+				select {
+				case <-rctx.Done():
+					return nil
+				case <-u.exit():
+					i.log.Info("upgrade: the new process serves; finishing in-flight requests")
+					return nil
+				case <-usr2:
+					i.log.Info("upgrade: starting the new process")
+					if err := u.upgrade(); err != nil {
+						i.log.Error("upgrade failed; this process keeps serving", "error", err)
+					}
+				}
+			}
+		}, func(error) {
+			// The context's interrupt has stopped the upgrader: no upgrade
+			// starts, and one under way is abandoned (its new process
+			// killed), so that this returns.
+			cancel()
+		})
+	}
 
 	err = g.Run()
 	i.log.Info("shut down")
@@ -355,30 +430,31 @@ type drainer struct {
 	log    *slog.Logger
 }
 
-func (d *drainer) drain(dc string, dr routing.Drain) error {
+func (d *drainer) drain(scope routing.DrainScope, dr routing.Drain) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.engine.Drain(dc, dr); err != nil {
+	if err := d.engine.DrainScoped(scope, dr); err != nil {
 		return err
 	}
-	return d.save("drain", dc)
+	return d.save("drain", scope)
 }
 
-func (d *drainer) undrain(dc, by string) error {
+func (d *drainer) undrain(scope routing.DrainScope, by string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.engine.Undrain(dc, by); err != nil {
+	if err := d.engine.UndrainScoped(scope, by); err != nil {
 		return err
 	}
-	return d.save("undrain", dc)
+	return d.save("undrain", scope)
 }
 
 // save writes the drains in effect. Its error is logged and returned at
 // once; the change itself stays in effect (and is one event) either way.
-func (d *drainer) save(what, dc string) error {
-	if err := d.store.SaveDrains(d.engine.Snapshot().Drains); err != nil {
-		d.log.Error("the "+what+" is in effect but could not be saved for a restart", "dc", dc, "error", err)
-		return fmt.Errorf("the %s of %s is in effect but could not be saved for a restart: %w", what, dc, err)
+func (d *drainer) save(what string, scope routing.DrainScope) error {
+	snap := d.engine.Snapshot()
+	if err := d.store.SaveDrains(snap.Drains, snap.ScopedDrains); err != nil {
+		d.log.Error("the "+what+" is in effect but could not be saved for a restart", "dc", scope.DC, "service", scope.Service, "endpoint", scope.Endpoint, "error", err)
+		return fmt.Errorf("the %s of %s is in effect but could not be saved for a restart: %w", what, scope, err)
 	}
 	return nil
 }

@@ -233,14 +233,14 @@ func TestBlockedStateLogDelaysNothing(t *testing.T) {
 
 	t0 := time.Now()
 	for i := range 3 {
-		if err := s.inst.drains.drain("east", routing.Drain{Reason: fmt.Sprint("maint ", i)}); err != nil {
+		if err := s.inst.drains.drain(routing.DrainScope{DC: "east"}, routing.Drain{Reason: fmt.Sprint("maint ", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if d := time.Since(t0); d > time.Second {
 		t.Errorf("3 drains took %v with a blocked state log", d)
 	}
-	if err := s.inst.drains.undrain("east", "test"); err != nil {
+	if err := s.inst.drains.undrain(routing.DrainScope{DC: "east"}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	// A probe result: the endpoint goes away and routing sees it.
@@ -294,7 +294,7 @@ func TestDrainSaveFailure(t *testing.T) {
 	}
 	writeFile(t, dir, "not a directory")
 	t0 := time.Now()
-	err = inst.drains.drain("east", routing.Drain{Reason: "maint"})
+	err = inst.drains.drain(routing.DrainScope{DC: "east"}, routing.Drain{Reason: "maint"})
 	if err == nil || !strings.Contains(err.Error(), "could not be saved") {
 		t.Fatalf("drain: %v, want the save error", err)
 	}

@@ -67,7 +67,11 @@ func newEventSink(w io.Writer, log *slog.Logger, forward func(routing.Event)) *e
 func (s *eventSink) write(ev routing.Event) {
 	s.forward(ev)
 	if ev.Kind != routing.EventEndpointUp && ev.Kind != routing.EventEndpointDown {
-		s.log.Info("event", "kind", ev.Kind, "dc", ev.DC, "service", ev.Service, "reason", ev.Reason)
+		attrs := []any{"kind", ev.Kind, "dc", ev.DC, "service", ev.Service, "reason", ev.Reason}
+		if ev.Endpoint != "" { // a drain of one endpoint
+			attrs = append(attrs, "endpoint", ev.Endpoint)
+		}
+		s.log.Info("event", attrs...)
 	}
 	if s.enc == nil {
 		return

@@ -36,6 +36,9 @@ type Payload struct {
 	Mode    string    `json:"mode,omitempty"`
 	// Text is a one-line summary for chat systems.
 	Text string `json:"text"`
+
+	// Endpoint is set for the drain of one endpoint.
+	Endpoint string `json:"endpoint,omitempty"`
 }
 
 // Options tune a Notifier. The zero value is usable.
@@ -107,7 +110,7 @@ func (n *Notifier) Notify(ev routing.Event) {
 	if !ok || len(*n.hooks.Load()) == 0 {
 		return
 	}
-	p := Payload{Event: kind, Time: ev.Time, DC: ev.DC, Service: ev.Service, Reason: ev.Reason, By: ev.By, Mode: ev.Mode, Text: text(kind, ev)}
+	p := Payload{Event: kind, Time: ev.Time, DC: ev.DC, Service: ev.Service, Endpoint: ev.Endpoint, Reason: ev.Reason, By: ev.By, Mode: ev.Mode, Text: text(kind, ev)}
 	select {
 	case n.queue <- p:
 	default:
@@ -132,13 +135,19 @@ func text(kind string, ev routing.Event) string {
 	case "dc_up":
 		return fmt.Sprintf("coopr-gslb: %s is up again for %s", ev.DC, ev.Service)
 	case "drained":
-		return fmt.Sprintf("coopr-gslb: %s drained (%s) by %s: %s", ev.DC, ev.Mode, ev.By, ev.Reason)
+		return fmt.Sprintf("coopr-gslb: %s drained (%s) by %s: %s", drainWhat(ev), ev.Mode, ev.By, ev.Reason)
 	case "undrained":
-		return fmt.Sprintf("coopr-gslb: %s undrained by %s", ev.DC, ev.By)
+		return fmt.Sprintf("coopr-gslb: %s undrained by %s", drainWhat(ev), ev.By)
 	case "all_down":
 		return fmt.Sprintf("coopr-gslb: no datacenter is healthy for %s: %s", ev.Service, ev.Reason)
 	}
 	return "coopr-gslb: " + kind
+}
+
+// drainWhat names what a drain event is about: "east", "east/api" or
+// "east/api/10.0.0.1:8080".
+func drainWhat(ev routing.Event) string {
+	return routing.DrainScope{DC: ev.DC, Service: ev.Service, Endpoint: ev.Endpoint}.String()
 }
 
 // Run delivers queued events until ctx is done.

@@ -12,19 +12,20 @@ import (
 // build makes a snapshot from the engine's inputs. It is a pure function: all
 // the work a decision would otherwise repeat per request happens here, once
 // per change.
-func build(cfg *config.Config, endpoints map[EndpointID]endpointState, drains map[string]Drain, now time.Time, rnd func(uint64) uint64) *Snapshot {
+func build(cfg *config.Config, endpoints map[EndpointID]endpointState, drains map[string]Drain, scoped map[DrainScope]Drain, now time.Time, rnd func(uint64) uint64) *Snapshot {
 	s := &Snapshot{
-		Built:  now,
-		Config: cfg,
-		Drains: make(map[string]Drain, len(drains)),
-		byName: make(map[string]*Service, len(cfg.Services)),
+		Built:        now,
+		Config:       cfg,
+		Drains:       make(map[string]Drain, len(drains)),
+		ScopedDrains: sortedScoped(scoped),
+		byName:       make(map[string]*Service, len(cfg.Services)),
 	}
 	for dc, d := range drains {
 		s.Drains[dc] = d
 	}
 	dcs := failoverOrder(cfg.Datacenters)
 	for _, name := range cfg.ServiceNames {
-		svc := buildService(name, cfg.Services[name], dcs, endpoints, s.Drains, rnd)
+		svc := buildService(name, cfg.Services[name], dcs, endpoints, s.Drains, s.ScopedDrains, rnd)
 		svc.built, svc.slowStart = now, cfg.Proxy.SlowStart.D()
 		svc.shards = buildShards(cfg, svc)
 		s.Services = append(s.Services, svc)
@@ -42,7 +43,7 @@ func failoverOrder(in []*config.Datacenter) []*config.Datacenter {
 	return out
 }
 
-func buildService(name string, sc *config.Service, dcs []*config.Datacenter, endpoints map[EndpointID]endpointState, drains map[string]Drain, rnd func(uint64) uint64) *Service {
+func buildService(name string, sc *config.Service, dcs []*config.Datacenter, endpoints map[EndpointID]endpointState, drains map[string]Drain, scoped []ScopedDrain, rnd func(uint64) uint64) *Service {
 	pol := ParsePolicy(sc.Policy)
 	mode := ParseShardMode(sc.ShardRouting)
 	svc := &Service{Name: name, Config: sc, Policy: pol, ShardMode: mode, policy: policyFor(pol), policyName: pol, rand: rnd,
@@ -63,10 +64,17 @@ func buildService(name string, sc *config.Service, dcs []*config.Datacenter, end
 			if !e.Probed {
 				e.Reason = "not probed yet"
 			}
+			e.Drain = endpointDrain(scoped, dc.Name, name, ep)
 			st.Endpoints = append(st.Endpoints, e)
-			if e.Up {
+			switch {
+			case e.Drain != nil:
+				// Out of the healthy set whatever its health; tried, after
+				// the others, only when the DC is served anyway.
+				down = append(down, ep)
+				reasons = append(reasons, drainedReason(e.Drain))
+			case e.Up:
 				up = append(up, ep)
-			} else {
+			default:
 				down = append(down, ep)
 				reasons = append(reasons, e.Reason)
 			}
@@ -75,14 +83,18 @@ func buildService(name string, sc *config.Service, dcs []*config.Datacenter, end
 		t := &Target{DC: dc.Name, Addresses: ds.ParsedAddresses, Status: st}
 		st.Target = t
 		d, drained := drains[dc.Name]
+		if !drained {
+			// A drain of this service in the DC takes it out for this
+			// service only.
+			if sd := serviceDrain(scoped, dc.Name, name); sd != nil {
+				d, drained, st.ServiceDrain = *sd, true, true
+			}
+		}
 		switch {
 		case drained:
 			st.State = StateDrained
 			st.Drain = &d
-			st.Reason = "drained"
-			if d.Reason != "" {
-				st.Reason += ": " + d.Reason
-			}
+			st.Reason = drainedReason(&d)
 		case st.Healthy >= st.Required:
 			st.State = StateUp
 		default:
@@ -164,12 +176,54 @@ func buildService(name string, sc *config.Service, dcs []*config.Datacenter, end
 	return svc
 }
 
+// drainedReason is "drained", with the drain's reason if it has one.
+func drainedReason(d *Drain) string {
+	if d.Reason == "" {
+		return "drained"
+	}
+	return "drained: " + d.Reason
+}
+
+// serviceDrain is the drain of service svc in dc, if any.
+func serviceDrain(scoped []ScopedDrain, dc, svc string) *Drain {
+	for i := range scoped {
+		if sd := &scoped[i]; sd.DC == dc && sd.Service == svc && sd.Endpoint == "" {
+			return &sd.Drain
+		}
+	}
+	return nil
+}
+
+// endpointDrain is the drain of endpoint ep of service svc in dc, if any: its
+// own, or that of the address in every service of the DC.
+func endpointDrain(scoped []ScopedDrain, dc, svc, ep string) *Drain {
+	for i := range scoped {
+		if sd := &scoped[i]; sd.DC == dc && sd.Endpoint != "" && sd.coversEndpoint(svc, ep) {
+			return &sd.Drain
+		}
+	}
+	return nil
+}
+
 // downReason says why a DC is down in words: how many endpoints fail and the
 // most telling error.
 func downReason(st *DCStatus, reasons []string) string {
-	failing := st.Total - st.Healthy
+	drained := 0
+	for _, e := range st.Endpoints {
+		if e.Drain != nil {
+			drained++
+		}
+	}
+	failing := st.Total - st.Healthy - drained
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d/%d endpoints failing", failing, st.Total)
+	switch {
+	case drained == 0:
+		fmt.Fprintf(&b, "%d/%d endpoints failing", failing, st.Total)
+	case failing == 0:
+		fmt.Fprintf(&b, "%d/%d endpoints drained", drained, st.Total)
+	default:
+		fmt.Fprintf(&b, "%d/%d endpoints failing, %d drained", failing, st.Total, drained)
+	}
 	if st.Required > 1 {
 		fmt.Fprintf(&b, " (needs %d healthy)", st.Required)
 	}

@@ -53,6 +53,7 @@ type Engine struct {
 	cfg       *config.Config
 	endpoints map[EndpointID]endpointState
 	drains    map[string]Drain
+	scoped    map[DrainScope]Drain     // drains of a service in a DC or of an endpoint
 	dcSince   map[dcKey]dcMemo         // last published state
 	allDown   map[string]bool          // by service
 	owners    map[shardKey]dcMemoOwner // last published owner
@@ -105,6 +106,7 @@ func New(cfg *config.Config, opts Options) *Engine {
 		cfg:       cfg,
 		endpoints: map[EndpointID]endpointState{},
 		drains:    map[string]Drain{},
+		scoped:    map[DrainScope]Drain{},
 		dcSince:   map[dcKey]dcMemo{},
 		allDown:   map[string]bool{},
 		owners:    map[shardKey]dcMemoOwner{},
@@ -208,7 +210,7 @@ func (e *Engine) RestoreDrains(drains map[string]Drain) {
 
 // SetConfig swaps the configuration. Endpoints that are in both keep their
 // health, so a reload does not flap; new endpoints count as not yet probed.
-// Drains of DCs that no longer exist are dropped.
+// Drains of DCs, services and endpoints that no longer exist are dropped.
 func (e *Engine) SetConfig(cfg *config.Config) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -228,6 +230,11 @@ func (e *Engine) SetConfig(cfg *config.Config) {
 	for dc := range e.drains {
 		if !e.hasDC(dc) {
 			delete(e.drains, dc)
+		}
+	}
+	for scope := range e.scoped {
+		if checkScope(cfg, scope) != nil {
+			delete(e.scoped, scope)
 		}
 	}
 	e.emitLocked(Event{Time: e.opts.Now(), Kind: EventConfigReloaded})
@@ -297,7 +304,7 @@ func (e *Engine) DroppedEvents() uint64 { return e.dropped.Load() }
 func (e *Engine) publishLocked() {
 	now := e.opts.Now()
 	e.gen++
-	s := build(e.cfg, e.endpoints, e.drains, now, e.opts.Rand)
+	s := build(e.cfg, e.endpoints, e.drains, e.scoped, now, e.opts.Rand)
 	s.Generation = e.gen
 	var next time.Time // when a shortened TTL ends and the snapshot must be rebuilt
 	for _, svc := range s.Services {

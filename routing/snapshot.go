@@ -49,6 +49,9 @@ type Snapshot struct {
 	Services []*Service
 	// Drains holds the manual drains in effect, by datacenter name.
 	Drains map[string]Drain
+	// ScopedDrains are the drains of a service in a datacenter or of an
+	// endpoint, sorted by datacenter, service and endpoint.
+	ScopedDrains []ScopedDrain
 
 	byName map[string]*Service
 	hosts  hostTable
@@ -119,8 +122,10 @@ type DCStatus struct {
 	Reason string
 	// Since is when State last changed.
 	Since time.Time
-	// Drain is the manual drain in effect, if any.
-	Drain *Drain
+	// Drain is the manual drain in effect, if any: the datacenter's, or
+	// this service's in the datacenter (then ServiceDrain is true).
+	Drain        *Drain
+	ServiceDrain bool
 	// Endpoints lists every endpoint with its health.
 	Endpoints []EndpointStatus
 	// Target is what a front door uses to reach this DC.
@@ -137,6 +142,9 @@ type EndpointStatus struct {
 	Probed bool
 	Reason string
 	Since  time.Time
+	// Drain is the endpoint's manual drain, if any: a drained endpoint is
+	// out of its DC's healthy set whatever its health.
+	Drain *Drain
 }
 
 // Target is a datacenter as a front door reaches it for one service.

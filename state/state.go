@@ -34,37 +34,55 @@ func Open(dir string) (*Store, error) {
 	return &Store{dir: dir}, nil
 }
 
-// drainsDoc is the file format, versioned so it can change.
+// drainsDoc is the file format, versioned so it can change. Version 1 had
+// only the DC drains; version 2 adds the drains of a service in a DC and of
+// an endpoint. Both read the same: a version 1 file has no scoped drains,
+// and a version 1 binary ignores them.
 type drainsDoc struct {
 	Version int                      `json:"version"`
 	Drains  map[string]routing.Drain `json:"drains"`
+	Scoped  []routing.ScopedDrain    `json:"scoped,omitempty"`
 }
 
-// LoadDrains returns the drains saved last; none when nothing was saved.
-func (s *Store) LoadDrains() (map[string]routing.Drain, error) {
+// drainsVersion is the version SaveDrains writes.
+const drainsVersion = 2
+
+// LoadDrains returns the drains saved last, those of whole DCs by name and
+// the scoped ones (of a service in a DC, of an endpoint); none when nothing
+// was saved.
+func (s *Store) LoadDrains() (map[string]routing.Drain, []routing.ScopedDrain, error) {
 	if s == nil || s.dir == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
-	data, err := os.ReadFile(filepath.Join(s.dir, drainsFile))
+	path := filepath.Join(s.dir, drainsFile)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var doc drainsDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(s.dir, drainsFile), err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return doc.Drains, nil
+	if doc.Version > drainsVersion {
+		return nil, nil, fmt.Errorf("%s: version %d is newer than this coopr-gslb knows (%d)", path, doc.Version, drainsVersion)
+	}
+	for i, sd := range doc.Scoped {
+		if sd.DC == "" || sd.IsDC() {
+			return nil, nil, fmt.Errorf("%s: scoped[%d]: want a dc with a service or an endpoint", path, i)
+		}
+	}
+	return doc.Drains, doc.Scoped, nil
 }
 
 // SaveDrains replaces the saved drains.
-func (s *Store) SaveDrains(drains map[string]routing.Drain) error {
+func (s *Store) SaveDrains(drains map[string]routing.Drain, scoped []routing.ScopedDrain) error {
 	if s == nil || s.dir == "" {
 		return nil
 	}
-	data, err := json.MarshalIndent(drainsDoc{Version: 1, Drains: drains}, "", "  ")
+	data, err := json.MarshalIndent(drainsDoc{Version: drainsVersion, Drains: drains, Scoped: scoped}, "", "  ")
 	if err != nil {
 		return err
 	}
