@@ -227,11 +227,11 @@ func TestCacheKey(t *testing.T) {
 	s := mustSigner(t, clk, Options{})
 	both := rrs(t, "api.coopr.example.com. 20 IN A 192.0.2.10", "api.coopr.example.com. 20 IN A 192.0.2.20")
 	variants := map[string][]dns.RR{
-		"west only (failover)": rrs(t, "api.coopr.example.com. 20 IN A 192.0.2.20"),
-		"east only":            rrs(t, "api.coopr.example.com. 20 IN A 192.0.2.10"),
+		"west only (failover)":           rrs(t, "api.coopr.example.com. 20 IN A 192.0.2.20"),
+		"east only":                      rrs(t, "api.coopr.example.com. 20 IN A 192.0.2.10"),
 		"TTL from a new failover_budget": rrs(t, "api.coopr.example.com. 7 IN A 192.0.2.10", "api.coopr.example.com. 7 IN A 192.0.2.20"),
-		"other name":           rrs(t, "web.coopr.example.com. 20 IN A 192.0.2.10", "web.coopr.example.com. 20 IN A 192.0.2.20"),
-		"other type":           rrs(t, "api.coopr.example.com. 20 IN AAAA 2001:db8::10"),
+		"other name":                     rrs(t, "web.coopr.example.com. 20 IN A 192.0.2.10", "web.coopr.example.com. 20 IN A 192.0.2.20"),
+		"other type":                     rrs(t, "api.coopr.example.com. 20 IN AAAA 2001:db8::10"),
 	}
 	if _, err := s.Sign(both); err != nil {
 		t.Fatal(err)
