@@ -259,8 +259,8 @@ stub-zone:
 	check("ApI.cOOpr.example.com.", "A", "NOERROR", "192.0.2.10")
 	check("coopr.example.com.", "DNSKEY", "NOERROR", "DNSKEY")
 	check("coopr.example.com.", "SOA", "NOERROR", "SOA")
-	check("api.coopr.example.com.", "TXT", "NOERROR")           // NODATA
-	check("nope.coopr.example.com.", "A", "NOERROR")            // compact denial
+	check("api.coopr.example.com.", "TXT", "NOERROR")          // NODATA
+	check("nope.coopr.example.com.", "A", "NOERROR")           // compact denial
 	check("deeper.nope.coopr.example.com.", "AAAA", "NOERROR") // compact denial
 
 	// Failover: east leaves the RRset; once the 1 s TTL runs out unbound
