@@ -1,13 +1,17 @@
 package dnssec
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -171,7 +175,6 @@ func (s *Signer) Presign(rrsets [][]dns.RR) error {
 		if len(set) == 0 {
 			continue
 		}
-		set = canonicalSet(set)
 		key := cacheKey(set)
 		if _, dup := next[key]; dup {
 			continue
@@ -180,7 +183,7 @@ func (s *Signer) Presign(rrsets [][]dns.RR) error {
 			next[key] = e
 			continue
 		}
-		e := &entry{key: key, rrset: set, all: set[0].Header().Rrtype == dns.TypeDNSKEY}
+		e := newEntry(key, set)
 		ss, err := s.sign(e, now)
 		if err != nil {
 			return err
@@ -209,8 +212,7 @@ func (s *Signer) signCached(rrset []dns.RR, cache bool) ([]dns.RR, error) {
 	}
 	owner := rrset[0].Header().Name
 	now := s.opts.Clock.Now()
-	set := canonicalSet(rrset)
-	key := cacheKey(set)
+	key := cacheKey(rrset)
 	var e *entry
 	if pe, ok := (*s.presigned.Load())[key]; ok {
 		e = pe
@@ -219,7 +221,7 @@ func (s *Signer) signCached(rrset []dns.RR, cache bool) ([]dns.RR, error) {
 		if le, ok := sh.get(key); ok {
 			e = le
 		} else {
-			e = &entry{key: key, rrset: set, all: set[0].Header().Rrtype == dns.TypeDNSKEY}
+			e = newEntry(key, rrset)
 			ss, err := s.sign(e, now)
 			if err != nil {
 				return nil, err
@@ -228,7 +230,7 @@ func (s *Signer) signCached(rrset []dns.RR, cache bool) ([]dns.RR, error) {
 			sh.add(e)
 		}
 	} else {
-		e = &entry{key: key, rrset: set, all: set[0].Header().Rrtype == dns.TypeDNSKEY}
+		e = newEntry(key, rrset)
 		ss, err := s.sign(e, now)
 		if err != nil {
 			return nil, err
@@ -252,6 +254,12 @@ func (s *Signer) signCached(rrset []dns.RR, cache bool) ([]dns.RR, error) {
 		out[i] = &c
 	}
 	return out, nil
+}
+
+// newEntry holds a canonical copy of rrset, never the caller's records.
+func newEntry(key string, rrset []dns.RR) *entry {
+	set := canonicalSet(rrset)
+	return &entry{key: key, rrset: set, all: set[0].Header().Rrtype == dns.TypeDNSKEY}
 }
 
 // sign computes fresh signatures for e at now.
@@ -296,28 +304,58 @@ func canonicalSet(rrset []dns.RR) []dns.RR {
 	return out
 }
 
-// cacheKey names an RRset by owner, type, class, TTL and its sorted rdata:
-// any difference in what is signed is a different key.
-func cacheKey(set []dns.RR) string {
-	h := set[0].Header()
-	rdata := make([]string, len(set))
-	for i, rr := range set {
+// cacheKey names an RRset by owner (lowercased), type, class, the TTL of
+// its first record and its sorted wire rdata: any difference in what is
+// signed is a different key. It reads rrset without copying it.
+func cacheKey(rrset []dns.RR) string {
+	bp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(bp)
+	buf := (*bp)[:cap(*bp)]
+	h := rrset[0].Header()
+	name := dns.CanonicalName(h.Name)
+	var rdata [8][]byte
+	parts := rdata[:0]
+	off := 0
+	for _, rr := range rrset {
+		end, err := dns.PackRR(rr, buf, off, nil, false)
+		if err != nil {
+			// Not packable here (too large): fall back to the text form.
+			return name + " " + rrsetString(rrset)
+		}
+		// Skip the owner name and the 10 fixed header bytes of the record.
+		_, n, _ := dns.UnpackDomainName(buf, off)
+		parts = append(parts, buf[n+10:end])
+		off = end
+	}
+	slices.SortFunc(parts, bytes.Compare)
+	var b strings.Builder
+	b.Grow(len(name) + 16 + off)
+	b.WriteString(name)
+	b.WriteByte(0)
+	var fixed [8]byte
+	binary.BigEndian.PutUint16(fixed[0:], h.Rrtype)
+	binary.BigEndian.PutUint16(fixed[2:], h.Class)
+	binary.BigEndian.PutUint32(fixed[4:], h.Ttl)
+	b.Write(fixed[:])
+	for _, p := range parts {
+		var l [2]byte
+		binary.BigEndian.PutUint16(l[:], uint16(len(p)))
+		b.Write(l[:])
+		b.Write(p)
+	}
+	return b.String()
+}
+
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, dns.MaxMsgSize); return &b }}
+
+func rrsetString(rrset []dns.RR) string {
+	h := rrset[0].Header()
+	rdata := make([]string, len(rrset))
+	for i, rr := range rrset {
 		rdata[i] = strings.TrimPrefix(rr.String(), rr.Header().String())
 	}
 	sort.Strings(rdata)
-	var b strings.Builder
-	b.WriteString(h.Name)
-	b.WriteByte(' ')
-	b.WriteString(strconv.Itoa(int(h.Rrtype)))
-	b.WriteByte(' ')
-	b.WriteString(strconv.Itoa(int(h.Class)))
-	b.WriteByte(' ')
-	b.WriteString(strconv.FormatUint(uint64(h.Ttl), 10))
-	for _, r := range rdata {
-		b.WriteByte('\x00')
-		b.WriteString(r)
-	}
-	return b.String()
+	return strconv.Itoa(int(h.Rrtype)) + " " + strconv.Itoa(int(h.Class)) + " " + strconv.FormatUint(uint64(h.Ttl), 10) + "\x00" + strings.Join(rdata, "\x00")
 }
 
 func (s *Signer) shard(key string) *lruShard {
