@@ -2,6 +2,7 @@ package dnssec
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -28,23 +29,25 @@ func WantsCompact(req *dns.Msg) bool {
 // answer; without DO the answer stays exactly as built.
 //
 // With DO:
-//   - a negative answer (NXDOMAIN, or NOERROR with an empty answer section:
-//     NODATA) becomes a compact denial (RFC 9824): rcode NOERROR (NXDOMAIN
-//     kept when the query had the CO flag) and, in the authority section, an
-//     NSEC at the query name whose next name is \000.QNAME and whose bitmap
-//     is NSEC, RRSIG and NXNAME for a nonexistent name, or NSEC, RRSIG and
-//     typesAtQName for NODATA. resp's authority section must hold the SOA,
-//     as a negative answer does; its TTL gives the NSEC's (RFC 9077).
+//   - a negative answer (NXDOMAIN, or NODATA: NOERROR with the SOA in the
+//     authority section and no record of the query type at the name the
+//     answer ends at, the query name or the last target of its CNAME chain)
+//     becomes a compact denial (RFC 9824): rcode NOERROR (NXDOMAIN kept when
+//     the query had the CO flag) and, in the authority section, an NSEC at
+//     that name whose next name is \000.NAME and whose bitmap is NSEC, RRSIG
+//     and NXNAME for a nonexistent name, or NSEC, RRSIG and typesAt(NAME)
+//     for NODATA. The SOA's TTL gives the NSEC's (RFC 9077).
 //   - every RRset in the answer, authority and additional sections (OPT
 //     excepted) gets its RRSIGs right after it.
 //   - resp's OPT record, if any, gets the DO bit and, when the query had
 //     it, the CO bit.
 //
-// typesAtQName is read only for NODATA: the types that exist at the query
-// name (empty for an empty non-terminal). SignResponse leaves truncation to
+// typesAt is called only for NODATA, with the denied name as written in the
+// answer: it returns the types that exist there (none for an empty
+// non-terminal). If nil, the bitmap holds NSEC and RRSIG only. SignResponse leaves truncation to
 // the caller: it grows resp, so the server must fit resp to the client's
 // UDP size (setting TC) after this call, never before.
-func (s *Signer) SignResponse(req, resp *dns.Msg, typesAtQName []uint16) error {
+func (s *Signer) SignResponse(req, resp *dns.Msg, typesAt func(name string) []uint16) error {
 	if !WantsDNSSEC(req) || len(req.Question) == 0 {
 		return nil
 	}
@@ -56,11 +59,17 @@ func (s *Signer) SignResponse(req, resp *dns.Msg, typesAtQName []uint16) error {
 		}
 	}
 	q := req.Question[0]
+	name := finalName(q, resp.Answer)
+	ttl, hasSOA := negativeTTL(resp.Ns)
 	nx := resp.Rcode == dns.RcodeNameError
-	nodata := resp.Rcode == dns.RcodeSuccess && len(resp.Answer) == 0
+	nodata := resp.Rcode == dns.RcodeSuccess && hasSOA && !answered(q, name, resp.Answer)
 	var nsec *dns.NSEC
-	if nx || nodata {
-		nsec = s.compactNSEC(q.Name, negativeTTL(resp.Ns), nx, typesAtQName)
+	if (nx || nodata) && dns.IsSubDomain(s.zone, dns.CanonicalName(name)) {
+		var types []uint16
+		if nodata && typesAt != nil {
+			types = typesAt(name)
+		}
+		nsec = s.compactNSEC(name, ttl, nx, types)
 		resp.Ns = append(resp.Ns, nsec)
 		if nx && !co {
 			resp.Rcode = dns.RcodeSuccess
@@ -85,7 +94,7 @@ func (s *Signer) SignResponse(req, resp *dns.Msg, typesAtQName []uint16) error {
 	return nil
 }
 
-// CompactNSEC returns the NSEC record of a compact denial at qname (RFC 9824
+// compactNSEC returns the NSEC record of a compact denial at qname (RFC 9824
 // §3): next name \000.qname; bitmap NSEC, RRSIG and NXNAME when nx, else
 // NSEC, RRSIG and types.
 func (s *Signer) compactNSEC(qname string, ttl uint32, nx bool, types []uint16) *dns.NSEC {
@@ -105,14 +114,48 @@ func (s *Signer) compactNSEC(qname string, ttl uint32, nx bool, types []uint16) 
 }
 
 // negativeTTL is the TTL of denial records: the lesser of the SOA's TTL and
-// its MINIMUM field (RFC 9077), zero without a SOA.
-func negativeTTL(ns []dns.RR) uint32 {
+// its MINIMUM field (RFC 9077). ok is false without a SOA.
+func negativeTTL(ns []dns.RR) (ttl uint32, ok bool) {
 	for _, rr := range ns {
-		if soa, ok := rr.(*dns.SOA); ok {
-			return min(soa.Hdr.Ttl, soa.Minttl)
+		if soa, isSOA := rr.(*dns.SOA); isSOA {
+			return min(soa.Hdr.Ttl, soa.Minttl), true
 		}
 	}
-	return 0
+	return 0, false
+}
+
+// finalName follows the CNAME chain of answer from the query name and
+// returns the name it ends at.
+func finalName(q dns.Question, answer []dns.RR) string {
+	name := q.Name
+	if q.Qtype == dns.TypeCNAME {
+		return name
+	}
+	for range 16 { // a bound against loops
+		next := ""
+		for _, rr := range answer {
+			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, name) {
+				next = c.Target
+				break
+			}
+		}
+		if next == "" {
+			return name
+		}
+		name = next
+	}
+	return name
+}
+
+// answered reports whether answer holds a record of the query type at name.
+func answered(q dns.Question, name string, answer []dns.RR) bool {
+	for _, rr := range answer {
+		h := rr.Header()
+		if strings.EqualFold(h.Name, name) && (h.Rrtype == q.Qtype || q.Qtype == dns.TypeANY) {
+			return true
+		}
+	}
+	return false
 }
 
 // signSection returns rrs with RRSIGs after each RRset (same owner, ignoring

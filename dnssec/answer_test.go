@@ -86,7 +86,7 @@ func TestCompactDenial(t *testing.T) {
 			s := mustSigner(t, newClock(), Options{})
 			req := query(tc.qname, tc.qtype, true, tc.co)
 			resp := negative(t, req, tc.rcode)
-			if err := s.SignResponse(req, resp, tc.types); err != nil {
+			if err := s.SignResponse(req, resp, func(string) []uint16 { return tc.types }); err != nil {
 				t.Fatal(err)
 			}
 			if resp.Rcode != tc.wantRcode {
@@ -189,5 +189,64 @@ func TestNXDomainNotCached(t *testing.T) {
 	}
 	if got := s.CacheLen(); got != 1 {
 		t.Fatalf("cache holds %d entries after 4 NXDOMAINs, want 1 (the SOA)", got)
+	}
+}
+
+// TestCNAMEToNoData: the denial is at the end of the CNAME chain.
+func TestCNAMEToNoData(t *testing.T) {
+	s := mustSigner(t, newClock(), Options{})
+	req := query("www.coopr.example.com.", dns.TypeMX, true, false)
+	resp := negative(t, req, dns.RcodeSuccess)
+	resp.Answer = rrs(t, "www.coopr.example.com. 300 IN CNAME api.coopr.example.com.")
+	var asked []string
+	if err := s.SignResponse(req, resp, func(n string) []uint16 { asked = append(asked, n); return []uint16{dns.TypeA} }); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := sets(resp.Ns)
+	nsec := data[[2]string{"api.coopr.example.com.", "NSEC"}]
+	if len(nsec) != 1 || !slices.Equal(asked, []string{"api.coopr.example.com."}) {
+		t.Fatalf("authority %v (typesAt asked for %v): want the NSEC at the CNAME target", resp.Ns, asked)
+	}
+	verifySection(t, s, resp.Answer)
+	verifySection(t, s, resp.Ns)
+
+	// A CNAME to a name with the data is a positive answer: no NSEC.
+	req = query("www.coopr.example.com.", dns.TypeA, true, false)
+	resp = new(dns.Msg)
+	resp.SetReply(req)
+	resp.Answer = rrs(t, "www.coopr.example.com. 300 IN CNAME api.coopr.example.com.", "api.coopr.example.com. 20 IN A 192.0.2.10")
+	if err := s.SignResponse(req, resp, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(resp.Answer, resp.Ns...) {
+		if r.Header().Rrtype == dns.TypeNSEC {
+			t.Fatalf("NSEC in a positive answer: %v", r)
+		}
+	}
+	verifySection(t, s, resp.Answer)
+}
+
+// TestPresignedAnswerAllocs guards the hot path: a pre-signed answer costs
+// a few small allocations (the RRSIG copies, the section slice), no signing.
+func TestPresignedAnswerAllocs(t *testing.T) {
+	s := mustSigner(t, newClock(), Options{})
+	set := rrs(t, "api.coopr.example.com. 20 IN A 192.0.2.10", "api.coopr.example.com. 20 IN A 192.0.2.20")
+	if err := s.Presign([][]dns.RR{set}); err != nil {
+		t.Fatal(err)
+	}
+	req := query("api.coopr.example.com.", dns.TypeA, true, false)
+	resp := new(dns.Msg)
+	signs := s.signs.Load()
+	allocs := testing.AllocsPerRun(100, func() {
+		resp.Answer = append(resp.Answer[:0], set...)
+		if err := s.SignResponse(req, resp, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 12 {
+		t.Errorf("%v allocations per pre-signed answer, want <= 12", allocs)
+	}
+	if s.signs.Load() != signs {
+		t.Error("a pre-signed answer was signed again")
 	}
 }

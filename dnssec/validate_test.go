@@ -61,7 +61,6 @@ func (z *testZone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		size = max(opt.UDPSize(), dns.MinMsgSize)
 		resp.SetEdns0(1232, false)
 	}
-	var types []uint16
 	if !dns.IsSubDomain(zone, q.Name) {
 		resp.Rcode = dns.RcodeRefused
 	} else if data, ok := z.lookup(q.Name); !ok {
@@ -75,11 +74,16 @@ func (z *testZone) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 	} else {
 		resp.Ns = []dns.RR{z.soa}
+	}
+	typesAt := func(name string) []uint16 {
+		data, _ := z.lookup(name)
+		var types []uint16
 		for t := range data {
 			types = append(types, t)
 		}
+		return types
 	}
-	if err := z.s.SignResponse(req, resp, types); err != nil {
+	if err := z.s.SignResponse(req, resp, typesAt); err != nil {
 		resp = new(dns.Msg)
 		resp.SetRcode(req, dns.RcodeServerFailure)
 	}
