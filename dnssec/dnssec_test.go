@@ -368,22 +368,40 @@ func TestLazyCacheBounded(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	clk := newClock()
 	reg := prometheus.NewPedanticRegistry()
-	s := mustSigner(t, clk, Options{Registerer: reg})
-	mfs, err := reg.Gather()
+	m, err := NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for _, mf := range mfs {
-		if mf.GetName() == "coopr_gslb_dnssec_signature_earliest_expiry_timestamp_seconds" {
-			found = true
-			if got, want := mf.GetMetric()[0].GetGauge().GetValue(), float64(s.EarliestExpiry().Unix()); got != want || want == 0 {
-				t.Errorf("gauge %v, want %v", got, want)
+	gather := func() (expiry, signs float64) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "coopr_gslb_dnssec_signature_earliest_expiry_timestamp_seconds":
+				expiry = mf.GetMetric()[0].GetGauge().GetValue()
+			case "coopr_gslb_dnssec_signatures_total":
+				signs = mf.GetMetric()[0].GetCounter().GetValue()
 			}
 		}
+		return expiry, signs
 	}
-	if !found {
-		t.Fatal("earliest expiry gauge not registered")
+	if e, _ := gather(); e != 0 {
+		t.Fatalf("expiry gauge %v before any Signer, want 0", e)
+	}
+	s := mustSigner(t, clk, Options{Metrics: m})
+	e, n := gather()
+	if want := float64(s.EarliestExpiry().Unix()); e != want || n != 1 {
+		t.Fatalf("gauge %v signatures %v, want %v and 1 (the DNSKEY RRset)", e, n, want)
+	}
+	// A reload: the new Signer is reported, the counter keeps counting.
+	clk.Advance(time.Hour)
+	s2 := mustSigner(t, clk, Options{Metrics: m})
+	e, n = gather()
+	if want := float64(s2.EarliestExpiry().Unix()); e != want || n != 2 {
+		t.Fatalf("after reload: gauge %v signatures %v, want %v and 2", e, n, want)
 	}
 }
 

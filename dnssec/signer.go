@@ -59,8 +59,10 @@ type Options struct {
 	// OnExpiryClose is called by Maintain with the earliest expiry when it
 	// is closer than AlertBefore. If nil, nothing is called.
 	OnExpiryClose func(earliest time.Time)
-	// Registerer receives the package's metrics. If nil, none are registered.
-	Registerer prometheus.Registerer
+	// Metrics, if not nil, reports this Signer from New on (it replaces the
+	// Signer the Metrics reported before, e.g. on a config reload). If nil,
+	// nothing is reported.
+	Metrics *Metrics
 }
 
 // Signer signs RRsets and answers of one zone. It is safe for concurrent use;
@@ -136,10 +138,8 @@ func New(zone string, keys []*Key, opts Options) (*Signer, error) {
 	if err := s.Presign(nil); err != nil {
 		return nil, err
 	}
-	if opts.Registerer != nil {
-		if err := s.register(opts.Registerer); err != nil {
-			return nil, err
-		}
+	if opts.Metrics != nil {
+		opts.Metrics.cur.Store(s)
 	}
 	return s, nil
 }
@@ -284,6 +284,9 @@ func (s *Signer) sign(e *entry, now time.Time) (*sigSet, error) {
 			return nil, fmt.Errorf("dnssec: sign %s %s: %w", e.rrset[0].Header().Name, dns.TypeToString[e.rrset[0].Header().Rrtype], err)
 		}
 		s.signs.Add(1)
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.signs.Add(1)
+		}
 		ss.rrsigs = append(ss.rrsigs, sig)
 	}
 	return ss, nil
@@ -435,12 +438,29 @@ func (s *Signer) CacheLen() int {
 	return n
 }
 
-func (s *Signer) register(r prometheus.Registerer) error {
+// Metrics are the package's Prometheus metrics. They outlive a Signer: New
+// with Options.Metrics makes the new Signer the one reported, so a reload
+// that builds a new Signer keeps one set of series. Safe for concurrent use.
+type Metrics struct {
+	cur   atomic.Pointer[Signer]
+	signs atomic.Uint64
+}
+
+// NewMetrics registers the metrics on r:
+// coopr_gslb_dnssec_signature_earliest_expiry_timestamp_seconds (0 before
+// any Signer), coopr_gslb_dnssec_signatures_total and
+// coopr_gslb_dnssec_signature_cache_entries.
+func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{}
 	cs := []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "coopr_gslb_dnssec_signature_earliest_expiry_timestamp_seconds",
-			Help: "Unix time of the earliest expiration of any DNSSEC signature held for serving.",
+			Help: "Unix time of the earliest expiration of any DNSSEC signature held for serving (0: not signing).",
 		}, func() float64 {
+			s := m.cur.Load()
+			if s == nil {
+				return 0
+			}
 			t := s.EarliestExpiry()
 			if t.IsZero() {
 				return 0
@@ -449,17 +469,22 @@ func (s *Signer) register(r prometheus.Registerer) error {
 		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "coopr_gslb_dnssec_signatures_total",
-			Help: "DNSSEC signatures computed (cache misses, refreshes and pre-signing).",
-		}, func() float64 { return float64(s.signs.Load()) }),
+			Help: "DNSSEC signatures computed (pre-signing, cache misses and refreshes).",
+		}, func() float64 { return float64(m.signs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "coopr_gslb_dnssec_signature_cache_entries",
 			Help: "RRsets in the lazily filled DNSSEC signature cache.",
-		}, func() float64 { return float64(s.CacheLen()) }),
+		}, func() float64 {
+			if s := m.cur.Load(); s != nil {
+				return float64(s.CacheLen())
+			}
+			return 0
+		}),
 	}
 	for _, c := range cs {
 		if err := r.Register(c); err != nil {
-			return fmt.Errorf("dnssec: register metrics: %w", err)
+			return nil, fmt.Errorf("dnssec: register metrics: %w", err)
 		}
 	}
-	return nil
+	return m, nil
 }
