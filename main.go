@@ -21,6 +21,7 @@ Usage:
   coopr-gslb run -config FILE      run every front door the config enables
   coopr-gslb check -config FILE    validate a config; print every problem with its line
   coopr-gslb demo                  run simulated datacenters on loopback with the GSLB in front
+  coopr-gslb dnssec keygen|ds      make a DNSSEC signing key; print the DS for the parent
   coopr-gslb version               print the version
 
 Talking to a running coopr-gslb (flags -admin ADDR, -token TOKEN; env COOPR_GSLB_ADMIN,
@@ -61,6 +62,8 @@ func realMain(args []string) int {
 		return cmdReload(rest)
 	case "explain":
 		return cmdExplain(rest)
+	case "dnssec":
+		return cmdDNSSEC(rest)
 	case "version", "-version", "--version":
 		fmt.Println("coopr-gslb", version)
 		return 0

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -149,6 +150,7 @@ func (c *Config) fillDefaults() {
 	if c.DNS.UDPSize == 0 {
 		c.DNS.UDPSize = DefaultUDPSize
 	}
+	c.fillDNSSECDefaults()
 	if c.DNS.TCPIdleTimeout == 0 {
 		c.DNS.TCPIdleTimeout = Duration(10 * time.Second)
 	}
@@ -240,3 +242,25 @@ func (c Check) over(base Check) Check {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+// DefaultDNSSECCacheSize is dns.dnssec.cache_size when it is zero.
+const DefaultDNSSECCacheSize = 10000
+
+func (c *Config) fillDNSSECDefaults() {
+	if c.DNS.DNSSEC.CacheSize == 0 {
+		c.DNS.DNSSEC.CacheSize = DefaultDNSSECCacheSize
+	}
+}
+
+// DNSSECKeyPaths returns dns.dnssec.key_file with relative paths resolved
+// against the directory of the config file.
+func (c *Config) DNSSECKeyPaths() []string {
+	out := make([]string, 0, len(c.DNS.DNSSEC.KeyFiles))
+	for _, f := range c.DNS.DNSSEC.KeyFiles {
+		if !filepath.IsAbs(f) && c.Path != "" {
+			f = filepath.Join(filepath.Dir(c.Path), f)
+		}
+		out = append(out, f)
+	}
+	return out
+}

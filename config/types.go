@@ -200,7 +200,25 @@ type DNS struct {
 	// TCPMaxConnections bounds concurrent TCP connections. Zero means 1000.
 	TCPMaxConnections int `yaml:"tcp_max_connections"`
 	RRL               RRL `yaml:"rrl"`
+	// DNSSEC signs answers online when set up; see DNSSEC.
+	DNSSEC DNSSEC `yaml:"dnssec"`
 }
+
+// DNSSEC configures online signing of the zone. If KeyFiles is empty the zone
+// is served unsigned.
+type DNSSEC struct {
+	// KeyFiles are key files written by "coopr-gslb dnssec keygen", relative
+	// to the config file's directory unless absolute. The first key signs;
+	// the others are published in the DNSKEY RRset only (a pre-published
+	// rollover key). Written as one string or a list.
+	KeyFiles StringList `yaml:"key_file"`
+	// CacheSize bounds the lazily filled signature cache (RRsets not signed
+	// in advance). Zero means 10000.
+	CacheSize int `yaml:"cache_size"`
+}
+
+// StringList is a list of strings that may be written as a single string.
+type StringList []string
 
 // RRL configures response rate limiting of UDP answers per client network.
 type RRL struct {

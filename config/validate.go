@@ -452,6 +452,28 @@ func (v *validator) dns() {
 	if c.DNS.SOA.RName == "" {
 		v.warnf("dns.soa", "not set: using defaults; a real deployment should set soa.mname and soa.rname")
 	}
+	v.dnssec()
+}
+
+func (v *validator) dnssec() {
+	d := v.c.DNS.DNSSEC
+	seen := map[string]bool{}
+	for i, f := range d.KeyFiles {
+		path := fmt.Sprintf("dns.dnssec.key_file[%d]", i)
+		if len(d.KeyFiles) == 1 {
+			path = "dns.dnssec.key_file"
+		}
+		switch {
+		case strings.TrimSpace(f) == "":
+			v.errorf(path, "empty file name")
+		case seen[f]:
+			v.errorf(path, "%q is listed twice", f)
+		}
+		seen[f] = true
+	}
+	if d.CacheSize < 0 {
+		v.errorf("dns.dnssec.cache_size", "%d is negative", d.CacheSize)
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {
