@@ -64,6 +64,17 @@ type Check struct {
 	// DownInterval probes an endpoint that is down this often, so that its
 	// recovery is seen sooner (HAProxy's downinter). Zero means the interval.
 	DownInterval Duration `yaml:"down_interval"`
+	// FlapWindow is how many recent probe results an up endpoint is judged
+	// on besides fall: it goes down once FlapThreshold of them failed, so
+	// an endpoint failing every other probe is caught. The window restarts
+	// at every state change. Zero means DefaultFlapWindow; negative, off.
+	FlapWindow    int `yaml:"flap_window"`
+	FlapThreshold int `yaml:"flap_threshold"`
+	// FlapChanges state changes within FlapHold mark an endpoint as
+	// flapping: it is held down until it has made no change for FlapHold.
+	// Zero means the defaults; a negative FlapChanges turns damping off.
+	FlapChanges int      `yaml:"flap_changes"`
+	FlapHold    Duration `yaml:"flap_hold"`
 }
 
 // Datacenter is one Coopr site.

@@ -145,10 +145,13 @@ func TestCheckerFastReprobe(t *testing.T) {
 }
 
 // TestCheckerFastLoadIsBounded: a target failing every other probe forever
-// costs at most one extra probe per interval.
+// costs at most one extra probe per interval. With the flap rules off it
+// stays up (rise/fall alone never decide it); TestCheckerFlapping has the
+// default, where it goes down.
 func TestCheckerFastLoadIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := fastTarget(2, 3, 200*time.Millisecond)
+		tg.Check.FlapWindow, tg.Check.FlapChanges = -1, -1
 		p := newScriptProber(map[string]string{tg.ID: "o" + strings.Repeat("xo", 1000)})
 		c := New([]Target{tg}, Options{Prober: p, Rand: halfRand})
 		stop := run(c)
