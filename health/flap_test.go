@@ -37,6 +37,10 @@ func TestTrackerFlapping(t *testing.T) {
 			"oxooxooxoooo", "UUUUUUUUUUUU", "C...........", ""},
 		{"failures older than the window do not count", Thresholds{Rise: 2, Fall: 3, Window: 4, WindowFail: 3},
 			"oxoxooooxoxo", "UUUUUUUUUUUU", "C...........", ""},
+		{"a down endpoint failing by turns says flapping", defaultThresholds,
+			"xoxoxoxo", "DDDDDDDD", "C.....C.", "flapping: 4 of the last 7 probes failed"},
+		{"a solid outage does not", defaultThresholds,
+			"oxxxxxxxxxx", "UUUDDDDDDDD", "C..C.......", "connection refused"},
 		{"window off is plain rise/fall", Thresholds{Rise: 2, Fall: 3},
 			"oxoxoxoxoxox", "UUUUUUUUUUUU", "C...........", ""},
 		// Down at 3, up at 5, down at 8, up (raw) at 10: the fourth change

@@ -145,6 +145,12 @@ func (t *Tracker) ObserveWith(r Result, th Thresholds) (changed bool) {
 		t.setRaw(false, fmt.Sprintf("flapping: %d of the last %d probes failed: %s", t.failures(), t.n, reason(r)), r.At, th)
 	case !t.raw && s.ConsecutiveOK >= rise:
 		t.setRaw(true, "", r.At, th)
+	case !t.raw && window > 0 && th.WindowFail > 0 && t.failures() >= th.WindowFail && t.failures() < t.n &&
+		!strings.HasPrefix(t.rawReason, "flapping: "):
+		// A down endpoint whose probes pass and fail by turns is flapping
+		// too: say so (once), so that one taken out by traffic, or by a
+		// run of failures, tells why it stays out.
+		t.rawReason = fmt.Sprintf("flapping: %d of the last %d probes failed: %s", t.failures(), t.n, reason(r))
 	}
 	return t.decide(r.At, th)
 }
