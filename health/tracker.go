@@ -23,7 +23,10 @@ type Status struct {
 	Since time.Time
 	// Reason says, in words, why the endpoint went down: the error of the
 	// failure that made it go down. It is "" while the endpoint is up, and is
-	// not rewritten by later failures; Last.Err holds the latest one.
+	// not rewritten by later failures (Last.Err holds the latest one), except
+	// to say that the endpoint is flapping ("flapping: 3 of the last 6 probes
+	// failed: ...", "flapping: 5 state changes in 1m0s", whose count follows
+	// the changes).
 	Reason string
 	// Passive is the latest passive report (see Checker.ReportPassive), or
 	// the zero Passive if there was none.
