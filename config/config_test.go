@@ -119,7 +119,7 @@ func TestBadConfigs(t *testing.T) {
 		}, "health.flap_window: 100 is more than 64 results", false},
 		{"flap hold negative", func(s string) string {
 			return strings.Replace(s, "timeout: 500ms\n", "timeout: 500ms\n  flap_hold: -1s\n", 1)
-		}, "health.flap_hold: must be positive while flap_changes is 4", false},
+		}, "config.yaml:9: health.flap_hold: must be positive while flap_changes is 6", false},
 		{"unknown policy", func(s string) string { return strings.Replace(s, `min_healthy: "50%"`, "policy: random", 1) }, "config.yaml:27: services.api.policy: unknown policy \"random\"", false},
 		{"bad percent", func(s string) string { return strings.Replace(s, `"50%"`, `"150%"`, 1) }, "config.yaml:27: services.api.min_healthy: percentage 150% must be from 1% to 100%", false},
 		{"garbage min_healthy", func(s string) string { return strings.Replace(s, `"50%"`, `lots`, 1) }, "config.yaml:27: services.api.min_healthy: \"lots\" is neither a count", false},

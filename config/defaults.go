@@ -21,11 +21,13 @@ const (
 	DefaultWhenAllDown = "serve_all"
 
 	// Flap detection (see Check.FlapWindow): 4 failures in the latest 10
-	// probes take an up endpoint down, and 4 state changes within a minute
-	// hold it down until it has been stable for a minute.
+	// probes take an up endpoint down, and 6 state changes (three down and
+	// up cycles) within a minute hold it down until it has been stable for
+	// a minute. Two cycles are not yet flapping: a DC that failed over and
+	// back twice, for two different faults, keeps coming back at once.
 	DefaultFlapWindow    = 10
 	DefaultFlapThreshold = 4
-	DefaultFlapChanges   = 4
+	DefaultFlapChanges   = 6
 	DefaultFlapHold      = 60 * time.Second
 )
 

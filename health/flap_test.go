@@ -16,6 +16,10 @@ var defaultThresholds = Thresholds{
 	FlapChanges: config.DefaultFlapChanges, FlapHold: config.DefaultFlapHold,
 }
 
+// fourChanges is defaultThresholds with damping after four changes, so the
+// sequences stay short.
+var fourChanges = func() Thresholds { th := defaultThresholds; th.FlapChanges = 4; return th }()
+
 func TestTrackerFlapping(t *testing.T) {
 	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	// seq is one probe result a second, 'o' OK and 'x' failed; up is the
@@ -45,8 +49,10 @@ func TestTrackerFlapping(t *testing.T) {
 			"oxoxoxoxoxox", "UUUUUUUUUUUU", "C...........", ""},
 		// Down at 3, up at 5, down at 8, up (raw) at 10: the fourth change
 		// in a minute holds it down and says so.
-		{"four changes in a minute hold it down", defaultThresholds,
+		{"four changes in a minute hold it down", fourChanges,
 			"oxxxooxxxoo", "UUUDDUUUDDD", "C..C.C..C.C", "flapping: 4 state changes in 1m0s"},
+		{"the default needs six", defaultThresholds,
+			"oxxxooxxxoo", "UUUDDUUUDDU", "C..C.C..C.C", ""},
 		{"damping off lets it flap", Thresholds{Rise: 2, Fall: 3, Window: 10, WindowFail: 4},
 			"oxxxooxxxoo", "UUUDDUUUDDU", "C..C.C..C.C", ""},
 	}
@@ -87,7 +93,7 @@ func TestTrackerFlapHold(t *testing.T) {
 			if !r.OK {
 				r.Err = "status 500, want 200"
 			}
-			tr.ObserveWith(r, defaultThresholds)
+			tr.ObserveWith(r, fourChanges)
 			sec++
 		}
 	}
@@ -191,7 +197,7 @@ func TestCheckerFlapDamping(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := Target{ID: "dc1/api/a", Endpoint: "a:80", Check: config.Check{
 			Interval: config.Duration(time.Second), Timeout: config.Duration(800 * time.Millisecond),
-			Rise: 2, Fall: 3, FlapHold: config.Duration(30 * time.Second),
+			Rise: 2, Fall: 3, FlapChanges: 4, FlapHold: config.Duration(30 * time.Second),
 		}}
 		// Down at 3, up at 5, down at 8, up (held) at 10, then healthy.
 		p := newScriptProber(map[string]string{tg.ID: "oxxxooxxxo" + "o"})
