@@ -117,6 +117,8 @@ func chaosCases() []chaosCase {
 		{name: "blackhole", fault: east(simulator.Blackhole), gone: eastAddr, pending: pendingProxy},
 		// The same with DNS load only: no traffic reaches the proxy, so
 		// probes alone take the DC out of DNS.
+		{name: "refused, probes alone", fault: east(simulator.Refuse), gone: eastAddr, probesOnly: true},
+		{name: "500, probes alone", fault: east(simulator.Error500), gone: eastAddr, probesOnly: true},
 		{name: "hang, probes alone", fault: east(simulator.Hang), gone: eastAddr, probesOnly: true},
 		{name: "blackhole, probes alone", fault: east(simulator.Blackhole), gone: eastAddr, probesOnly: true},
 		{name: "slow", gone: eastAddr, pending: pendingProxy, fault: func(e *chaosEnv) {
