@@ -224,10 +224,10 @@ func TestCheckerReportPassive(t *testing.T) {
 				t0 := time.Now()
 				stop := run(c)
 				for _, r := range tt.reports {
-					time.Sleep(t0.Add(r.at).Sub(time.Now()))
+					time.Sleep(time.Until(t0.Add(r.at)))
 					c.ReportPassive(r.id, r.failure, reason)
 				}
-				time.Sleep(t0.Add(30*time.Second - time.Millisecond).Sub(time.Now()))
+				time.Sleep(time.Until(t0.Add(30*time.Second - time.Millisecond)))
 				stop()
 				if got := p.startsSince(tg.ID, t0); got != tt.wantStarts {
 					t.Errorf("probes started at %s\nwant %s", got, tt.wantStarts)
