@@ -111,6 +111,15 @@ func TestBadConfigs(t *testing.T) {
 		{"bad address", func(s string) string { return strings.Replace(s, `"192.0.2.10"`, `"192.0.2.300"`, 1) }, "config.yaml:16: datacenters[0].services.api.addresses[0]: \"192.0.2.300\" is not an IP address", false},
 		{"bad duration", func(s string) string { return strings.Replace(s, "interval: 2s", "interval: soon", 1) }, "config.yaml:7: health.interval: \"soon\" is not a duration", false},
 		{"timeout over interval", func(s string) string { return strings.Replace(s, "timeout: 500ms", "timeout: 5s", 1) }, "config.yaml:8: health.timeout: timeout 5s is longer than interval 2s", false},
+		{"flap threshold over window", func(s string) string {
+			return strings.Replace(s, "timeout: 500ms\n", "timeout: 500ms\n  flap_window: 5\n  flap_threshold: 6\n", 1)
+		}, "health.flap_threshold: 6 must be from 1 to flap_window 5", false},
+		{"flap window too long", func(s string) string {
+			return strings.Replace(s, "timeout: 500ms\n", "timeout: 500ms\n  flap_window: 100\n", 1)
+		}, "health.flap_window: 100 is more than 64 results", false},
+		{"flap hold negative", func(s string) string {
+			return strings.Replace(s, "timeout: 500ms\n", "timeout: 500ms\n  flap_hold: -1s\n", 1)
+		}, "config.yaml:9: health.flap_hold: must be positive while flap_changes is 6", false},
 		{"unknown policy", func(s string) string { return strings.Replace(s, `min_healthy: "50%"`, "policy: random", 1) }, "config.yaml:27: services.api.policy: unknown policy \"random\"", false},
 		{"bad percent", func(s string) string { return strings.Replace(s, `"50%"`, `"150%"`, 1) }, "config.yaml:27: services.api.min_healthy: percentage 150% must be from 1% to 100%", false},
 		{"garbage min_healthy", func(s string) string { return strings.Replace(s, `"50%"`, `lots`, 1) }, "config.yaml:27: services.api.min_healthy: \"lots\" is neither a count", false},

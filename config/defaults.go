@@ -20,6 +20,16 @@ const (
 	DefaultDCHeader    = "X-Coopr-GSLB-DC"
 	DefaultPolicy      = "failover"
 	DefaultWhenAllDown = "serve_all"
+
+	// Flap detection (see Check.FlapWindow): 4 failures in the latest 10
+	// probes take an up endpoint down, and 6 state changes (three down and
+	// up cycles) within a minute hold it down until it has been stable for
+	// a minute. Two cycles are not yet flapping: a DC that failed over and
+	// back twice, for two different faults, keeps coming back at once.
+	DefaultFlapWindow    = 10
+	DefaultFlapThreshold = 4
+	DefaultFlapChanges   = 6
+	DefaultFlapHold      = 60 * time.Second
 )
 
 // MinTTL is the floor of TTLs derived from a failover budget, and the TTL
@@ -79,14 +89,18 @@ func defaults() *Config {
 // so validation sees the values that will be used.
 func (c *Config) fillDefaults() {
 	base := Check{
-		Type:         "http",
-		Method:       "GET",
-		Path:         "/status",
-		ExpectStatus: []int{200},
-		Interval:     Duration(DefaultInterval),
-		Timeout:      Duration(DefaultTimeout),
-		Rise:         DefaultRise,
-		Fall:         DefaultFall,
+		Type:          "http",
+		Method:        "GET",
+		Path:          "/status",
+		ExpectStatus:  []int{200},
+		Interval:      Duration(DefaultInterval),
+		Timeout:       Duration(DefaultTimeout),
+		Rise:          DefaultRise,
+		Fall:          DefaultFall,
+		FlapWindow:    DefaultFlapWindow,
+		FlapThreshold: DefaultFlapThreshold,
+		FlapChanges:   DefaultFlapChanges,
+		FlapHold:      Duration(DefaultFlapHold),
 	}
 	c.Health = c.Health.over(base)
 
@@ -235,6 +249,18 @@ func (c Check) over(base Check) Check {
 	}
 	if c.SourceAddress == "" {
 		c.SourceAddress = base.SourceAddress
+	}
+	if c.FlapWindow == 0 {
+		c.FlapWindow = base.FlapWindow
+	}
+	if c.FlapThreshold == 0 {
+		c.FlapThreshold = base.FlapThreshold
+	}
+	if c.FlapChanges == 0 {
+		c.FlapChanges = base.FlapChanges
+	}
+	if c.FlapHold == 0 {
+		c.FlapHold = base.FlapHold
 	}
 	return c
 }

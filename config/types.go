@@ -73,6 +73,17 @@ type Check struct {
 	// SourceAddress is the local IP address probes are sent from; only the
 	// top-level health block may set it. If empty, the system chooses.
 	SourceAddress string `yaml:"source_address"`
+	// FlapWindow is how many recent probe results an up endpoint is judged
+	// on besides fall: it goes down once FlapThreshold of them failed, so
+	// an endpoint failing every other probe is caught. The window restarts
+	// at every state change. Zero means DefaultFlapWindow; negative, off.
+	FlapWindow    int `yaml:"flap_window"`
+	FlapThreshold int `yaml:"flap_threshold"`
+	// FlapChanges state changes within FlapHold mark an endpoint as
+	// flapping: it is held down until it has made no change for FlapHold.
+	// Zero means the defaults; a negative FlapChanges turns damping off.
+	FlapChanges int      `yaml:"flap_changes"`
+	FlapHold    Duration `yaml:"flap_hold"`
 }
 
 // Datacenter is one Coopr site.

@@ -140,6 +140,15 @@ func (v *validator) check(path string, c Check) {
 	if c.Fall < 1 {
 		v.errorf(path+".fall", "must be at least 1")
 	}
+	if c.FlapWindow > 64 {
+		v.errorf(path+".flap_window", "%d is more than 64 results", c.FlapWindow)
+	}
+	if c.FlapWindow > 0 && (c.FlapThreshold < 1 || c.FlapThreshold > c.FlapWindow) {
+		v.errorf(path+".flap_threshold", "%d must be from 1 to flap_window %d", c.FlapThreshold, c.FlapWindow)
+	}
+	if c.FlapChanges > 0 && c.FlapHold <= 0 {
+		v.errorf(path+".flap_hold", "must be positive while flap_changes is %d", c.FlapChanges)
+	}
 }
 
 func (v *validator) services() {

@@ -20,9 +20,10 @@ type Target struct {
 	DC, Service string
 	// Endpoint is the host:port to probe.
 	Endpoint string
-	// Check says how to probe. A zero Interval, Timeout, Rise or Fall means
-	// the config package's default; an empty Type means "http"; a zero
-	// FastInterval means no fast re-probing.
+	// Check says how to probe. A zero Interval, Timeout, Rise, Fall or flap
+	// setting means the config package's default (a negative flap setting
+	// turns that rule off); an empty Type means "http"; a zero FastInterval
+	// means no fast re-probing.
 	Check config.Check
 	// UpstreamTLS, if not nil, are the TLS settings of the endpoint's
 	// service in its DC (config.Config.UpstreamTLSFor): HTTP checks are
@@ -52,6 +53,20 @@ func (t *Target) fastInterval() time.Duration {
 
 func (t *Target) rise() int { return cmp.Or(max(t.Check.Rise, 0), config.DefaultRise) }
 func (t *Target) fall() int { return cmp.Or(max(t.Check.Fall, 0), config.DefaultFall) }
+
+// thresholds are the target's decision numbers. A zero flap setting means
+// the config package's default and a negative one turns that rule off.
+func (t *Target) thresholds() Thresholds {
+	c := &t.Check
+	return Thresholds{
+		Rise:        t.rise(),
+		Fall:        t.fall(),
+		Window:      cmp.Or(c.FlapWindow, config.DefaultFlapWindow),
+		WindowFail:  cmp.Or(c.FlapThreshold, config.DefaultFlapThreshold),
+		FlapChanges: cmp.Or(c.FlapChanges, config.DefaultFlapChanges),
+		FlapHold:    cmp.Or(c.FlapHold.D(), config.DefaultFlapHold),
+	}
+}
 
 // Options tune a Checker. The zero value is ready to use.
 type Options struct {
@@ -442,7 +457,7 @@ func (c *Checker) record(e *entry, r Result, start time.Time) (doubt bool) {
 	// the endpoint failed traffic after it.
 	if !r.OK || !start.Before(e.passiveDown) {
 		initial := !e.tr.Status().Probed
-		if e.tr.Observe(r, e.t.rise(), e.t.fall()) {
+		if e.tr.ObserveWith(r, e.t.thresholds()) {
 			c.queue = append(c.queue, change{e, Transition{Status: e.status(), Initial: initial}})
 		}
 	}

@@ -145,10 +145,13 @@ func TestCheckerFastReprobe(t *testing.T) {
 }
 
 // TestCheckerFastLoadIsBounded: a target failing every other probe forever
-// costs at most one extra probe per interval.
+// costs at most one extra probe per interval. With the flap rules off it
+// stays up (rise/fall alone never decide it); TestCheckerFlapping has the
+// default, where it goes down.
 func TestCheckerFastLoadIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := fastTarget(2, 3, 200*time.Millisecond)
+		tg.Check.FlapWindow, tg.Check.FlapChanges = -1, -1
 		p := newScriptProber(map[string]string{tg.ID: "o" + strings.Repeat("xo", 1000)})
 		c := New([]Target{tg}, Options{Prober: p, Rand: halfRand})
 		stop := run(c)
@@ -221,10 +224,10 @@ func TestCheckerReportPassive(t *testing.T) {
 				t0 := time.Now()
 				stop := run(c)
 				for _, r := range tt.reports {
-					time.Sleep(t0.Add(r.at).Sub(time.Now()))
+					time.Sleep(time.Until(t0.Add(r.at)))
 					c.ReportPassive(r.id, r.failure, reason)
 				}
-				time.Sleep(t0.Add(30*time.Second - time.Millisecond).Sub(time.Now()))
+				time.Sleep(time.Until(t0.Add(30*time.Second - time.Millisecond)))
 				stop()
 				if got := p.startsSince(tg.ID, t0); got != tt.wantStarts {
 					t.Errorf("probes started at %s\nwant %s", got, tt.wantStarts)

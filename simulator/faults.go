@@ -28,6 +28,10 @@ const (
 	// Flap alternates between Error500 and healthy every Fault.FlapPeriod,
 	// starting with Error500.
 	Flap
+	// Blackhole stops answering SYNs, as a host whose packets are dropped:
+	// new connections time out, and requests on connections already open
+	// are never answered (see blackhole.go for how, on loopback).
+	Blackhole
 )
 
 // Defaults used when a Fault leaves its duration zero.
@@ -37,12 +41,13 @@ const (
 )
 
 var modeNames = [...]string{
-	None:     "none",
-	Refuse:   "refuse",
-	Hang:     "hang",
-	Slow:     "slow",
-	Error500: "500",
-	Flap:     "flap",
+	None:      "none",
+	Refuse:    "refuse",
+	Hang:      "hang",
+	Slow:      "slow",
+	Error500:  "500",
+	Flap:      "flap",
+	Blackhole: "blackhole",
 }
 
 // failNextMode is accepted by ParseFault although it is not a FaultMode: it
@@ -76,7 +81,7 @@ func (m *FaultMode) UnmarshalText(b []byte) error {
 }
 
 // ParseFaultMode parses a mode name: none, refuse, hang, slow, 500 (or
-// error500) or flap. Case is ignored.
+// error500), flap or blackhole. Case is ignored.
 func ParseFaultMode(s string) (FaultMode, error) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	if s == "error500" {

@@ -61,7 +61,9 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request) bool {
 	case Refuse:
 		// The request slipped in while the listener was being closed.
 		panic(http.ErrAbortHandler)
-	case Hang:
+	case Hang, Blackhole:
+		// Blackhole: a request on a connection opened before the fault
+		// gets no answer, as no packet of it would arrive.
 		select {
 		case <-st.changed:
 		case <-r.Context().Done():

@@ -87,6 +87,8 @@ type Server struct {
 
 	inflight  handlerTracker
 	closeOnce sync.Once
+
+	bh *blackhole // the Blackhole fault's sockets; guarded by mu
 }
 
 // faultState is swapped whole on every SetFault so that handlers read a
@@ -207,9 +209,14 @@ func (s *Server) SetFault(f Fault) {
 	if s.closing {
 		return
 	}
+	if f.Mode != Blackhole {
+		s.endBlackhole()
+	}
 	switch {
 	case f.Mode == Refuse:
 		s.stopListening()
+	case f.Mode == Blackhole:
+		s.listenErr = s.startBlackhole()
 	case s.ln == nil:
 		s.listenErr = s.relisten()
 	}
@@ -285,6 +292,7 @@ func (s *Server) Close() error {
 		s.mu.Lock()
 		s.closing = true
 		s.cancel()
+		s.endBlackhole()
 		s.stopListening()
 		s.mu.Unlock()
 		s.inflight.closeAndWait()
