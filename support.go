@@ -90,7 +90,7 @@ func (s *eventSink) write(ev routing.Event) {
 func buildInfo() prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "coopr_gslb", Name: "build_info", Help: "Always 1; labels name the build.",
-		ConstLabels: prometheus.Labels{"version": version},
+		ConstLabels: buildVersion().labels(),
 	})
 	g.Set(1)
 	return g
