@@ -288,4 +288,3 @@ func declaredNames(t *testing.T) map[string]bool {
 	}
 	return names
 }
-
