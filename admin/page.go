@@ -30,6 +30,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 		return "in " + d.String()
 	},
 }).Parse(`{{define "body"}}
+{{if .Authorized}}<span id="authorized" hidden></span>{{end}}
 {{if .Locked}}<p class="warn">This page needs the admin token: enter it below.</p>{{else}}
 {{with .Reload}}{{if not .OK}}<p class="warn">Last reload failed at {{.Time.Format "15:04:05"}}; the previous configuration keeps serving: {{.Error}}</p>{{end}}{{end}}
 <p class="meta">generation {{.Generation}} · updated <span id="updated" data-time="{{.Updated.Format "2006-01-02T15:04:05Z07:00"}}">{{.Updated.Format "15:04:05"}}</span>{{if not .Ready}} · <b>waiting for the first probe round</b>{{end}}</p>
@@ -110,14 +111,14 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid
 </style></head>
 <body><h1>coopr-gslb {{.Version}}</h1>
 <div id="blind" hidden></div>
-{{if .Authorized}}<form id="controls" autocomplete="off"><b>Drain</b>
+<form id="controls" autocomplete="off" hidden><b>Drain</b>
 <label>datacenter <select id="drain-dc">{{range .DCNames}}<option>{{.}}</option>{{end}}</select></label>
 <label>mode <select id="drain-mode"><option value="hard" selected>hard (all traffic leaves now)</option><option value="soft">soft (pinned sessions stay until the deadline)</option></select></label>
 <label>deadline <input id="drain-deadline" value="10m" size="6" disabled></label>
 <label>reason <input id="drain-reason" placeholder="why" size="20"></label>
 <button type="submit" id="drain-go">drain</button>
 <div id="confirm" hidden><span id="confirm-text"></span> <button type="button" id="confirm-yes">yes, drain</button> <button type="button" id="confirm-no">cancel</button></div>
-<div id="drain-msg" class="reason"></div></form>{{end}}
+<div id="drain-msg" class="reason"></div></form>
 <div id="live">{{template "body" .}}</div>
 <div id="traffic-box"><h2>Traffic per datacenter <small>(last minute)</small></h2><div id="traffic"></div></div>
 <p><small>admin token (kept in this tab only): <input id="token" type="password" size="24"></small></p>
@@ -130,6 +131,8 @@ tok.addEventListener("change",function(){sessionStorage.setItem("coopr-gslb-toke
 function auth(){return tok.value?{"Authorization":"Bearer "+tok.value}:{}}
 var live=document.getElementById("live"),blind=document.getElementById("blind"),box=document.getElementById("traffic-box");
 var lastGood=new Date(),failures=0,lastErr="";
+var form=document.getElementById("controls");
+if(form){form.hidden=!document.getElementById("authorized")}
 function place(){var slot=document.getElementById("traffic-slot");if(slot&&box.parentNode!==slot){slot.appendChild(box)}}
 place();
 function good(){failures=0;lastGood=new Date();blind.hidden=true;blind.textContent=""}
@@ -141,7 +144,8 @@ function bad(err){
 function refresh(){
   fetch("?fragment=1",{cache:"no-store",headers:auth()}).then(function(r){
     if(!r.ok){throw new Error("HTTP "+r.status)}return r.text()})
-  .then(function(t){live.innerHTML=t;place();good()}).catch(bad);
+  .then(function(t){live.innerHTML=t;place();good();
+    if(form){form.hidden=!document.getElementById("authorized")}}).catch(bad);
   fetch("?traffic=1",{cache:"no-store",headers:auth()}).then(function(r){if(!r.ok){throw new Error("HTTP "+r.status)}return r.json()})
   .then(traffic).catch(function(){});
 }
@@ -185,8 +189,7 @@ function draw(){
     root.appendChild(d);
   });
 }
-// Drain controls.
-var form=document.getElementById("controls");
+// Drain controls, shown while the fragment says the token is valid.
 function msg(t){var m=document.getElementById("drain-msg");if(m){m.textContent=t}}
 function send(url,opt){
   return fetch(url,opt).then(function(r){return r.json().then(function(j){if(!r.ok){throw new Error(j.error||("HTTP "+r.status))}return j})})
@@ -228,7 +231,8 @@ type pageData struct {
 	Events []eventView
 	// Locked hides everything when reads need a token the viewer lacks.
 	Locked bool
-	// Authorized shows the drain controls: the viewer supplied a valid token.
+	// Authorized shows the drain controls and undrain buttons: the viewer
+	// supplied a valid token (the page's script sends it with every refresh).
 	Authorized bool
 	DCNames    []string
 	// Glance is one line per service; DrainList the drains in effect.

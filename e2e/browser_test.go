@@ -217,9 +217,11 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	eval(`sessionStorage.setItem("coopr-gslb-token", "` + d.token + `"), true`)
-	if err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible("#controls")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+d.admin+"/")); err != nil {
 		t.Fatal(err)
 	}
+	// (Polled: WaitVisible does not see a hidden node become visible.)
+	waitFor("the drain controls", `!!document.getElementById("controls") && !document.getElementById("controls").hidden`)
 	// A marker that survives only as long as the page is not reloaded.
 	eval(`window.__noReload = 42, true`)
 	waitFor("both DCs up", `document.querySelectorAll("#live tr.up").length >= 4 && !!document.querySelector('#glance .svc[data-service="api"] .badge.ok')`)
