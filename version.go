@@ -95,6 +95,7 @@ func cmdVersion(args []string) int {
 
 // logStart writes the main log's first line: which build is starting. The
 // lifecycle code calls it once, before anything else is logged.
+//
 //lint:ignore U1000 the lifecycle code (serve) calls it; see notes/ops.md
 func logStart(log *slog.Logger) {
 	b := buildVersion()

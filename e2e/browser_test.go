@@ -44,11 +44,6 @@ type demoProcess struct {
 
 var demoURL = regexp.MustCompile(`(?m)^\s+(proxy|status page|simulator)\s+(http://[0-9.:]+)/?`)
 
-func startDemo(t *testing.T) *demoProcess {
-	t.Helper()
-	return startDemoOn(t, demoPorts{freePort(t), freePort(t), freePort(t), freePort(t)})
-}
-
 // demoPorts are the demo's -http, -dns, -admin and -control addresses.
 type demoPorts struct{ http, dns, admin, control string }
 
