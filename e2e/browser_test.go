@@ -35,11 +35,11 @@ func requireTool(t *testing.T, names ...string) string {
 
 // demoProcess is a running "coopr-gslb demo" and the URLs it printed.
 type demoProcess struct {
-	cmd              *exec.Cmd
-	admin, control   string
-	proxy, dns       string
-	token            string
-	stdout, stderrTx *syncBuffer
+	cmd            *exec.Cmd
+	admin, control string
+	proxy, dns     string
+	token          string
+	stderrTx       *syncBuffer
 }
 
 var demoURL = regexp.MustCompile(`(?m)^\s+(proxy|status page|simulator)\s+(http://[0-9.:]+)/?`)
