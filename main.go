@@ -22,15 +22,16 @@ Usage:
   coopr-gslb check -config FILE    validate a config; print every problem with its line
   coopr-gslb demo                  run simulated datacenters on loopback with the GSLB in front
   coopr-gslb dnssec keygen|ds      make a DNSSEC signing key; print the DS for the parent
-  coopr-gslb version               print the version
+  coopr-gslb version               print the version, VCS revision and Go version
 
 Talking to a running coopr-gslb (flags -admin ADDR, -token TOKEN; env COOPR_GSLB_ADMIN,
 COOPR_GSLB_ADMIN_TOKEN):
   coopr-gslb status [-json]                      every service x datacenter at a glance
-  coopr-gslb drain DC [-service S] [-endpoint ADDR] -reason TEXT [-mode soft|hard] [-deadline 10m]
+  coopr-gslb drain DC [-service S] [-endpoint ADDR] -reason TEXT [-mode hard|soft] [-deadline 10m]   (default hard)
   coopr-gslb undrain DC [-service S] [-endpoint ADDR]
   coopr-gslb reload                              load the configuration file again
-  coopr-gslb explain -name HOST [-client IP]     what a client gets right now, and why
+  coopr-gslb explain HOST [-client IP]           what a client gets right now, and why
+  coopr-gslb events [-since 5m] [-follow]        routing events (drains, failovers, reloads)
 
 Run "coopr-gslb COMMAND -h" for the flags of a command.
 `
@@ -64,9 +65,10 @@ func realMain(args []string) int {
 		return cmdExplain(rest)
 	case "dnssec":
 		return cmdDNSSEC(rest)
+	case "events":
+		return cmdEvents(rest)
 	case "version", "-version", "--version":
-		fmt.Println("coopr-gslb", version)
-		return 0
+		return cmdVersion(rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 		return 0

@@ -27,6 +27,9 @@ func cmdRun(args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
+	log := newLogger()
+	b := buildVersion()
+	log.Info("coopr-gslb starting", "version", b.Version, "revision", b.Revision, "goversion", b.GoVersion)
 	cfg, problems, err := config.LoadFile(*path)
 	for _, p := range problems {
 		fmt.Fprintln(os.Stderr, p)
@@ -45,7 +48,7 @@ func cmdRun(args []string) int {
 		return 1
 	}
 	defer upg.Stop()
-	opts := instance.Options{ConfigPath: *path, Logger: newLogger(), Version: version, Upgrader: upg}
+	opts := instance.Options{ConfigPath: *path, Logger: log, Version: version, Upgrader: upg}
 	if *stateLog != "" {
 		w, closeFn, err := openStateLog(*stateLog)
 		if err != nil {

@@ -156,13 +156,13 @@ func TestReadsAndPage(t *testing.T) {
 		return string(b)
 	}
 	anon := page("")
-	if !strings.Contains(anon, "east") || !strings.Contains(anon, "drained") || strings.Contains(anon, `data-op="soft"`) {
+	if !strings.Contains(anon, "east") || !strings.Contains(anon, "drained") || strings.Contains(anon, `id="authorized"`) {
 		t.Errorf("anonymous page: drain buttons shown or state missing")
 	}
 	if strings.Contains(anon, "http://") || strings.Contains(anon, "https://") {
 		t.Errorf("the page must not load external assets")
 	}
-	if !strings.Contains(page("tok-a"), `data-op="soft"`) {
+	if !strings.Contains(page("tok-a"), `id="authorized"`) {
 		t.Errorf("drain buttons missing for a viewer with the token")
 	}
 }

@@ -40,6 +40,9 @@ func bind(addr string, n int, socks Sockets) ([]net.PacketConn, net.Listener, er
 		if err == nil {
 			return pcs, ln, nil
 		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, nil, fmt.Errorf("dnsserver: listen on %s: %w (ports below 1024 need CAP_NET_BIND_SERVICE: run under the systemd unit, which grants it, or `setcap cap_net_bind_service=+ep` the binary)", addr, err)
+		}
 		if i+1 >= attempts || !errors.Is(err, syscall.EADDRINUSE) {
 			return nil, nil, fmt.Errorf("dnsserver: listen on %s: %w", addr, err)
 		}

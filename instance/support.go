@@ -9,6 +9,7 @@ import (
 
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/health"
+	"github.com/coopr-gslb/coopr-gslb/internal/buildinfo"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -84,7 +85,7 @@ func (s *eventSink) write(ev routing.Event) {
 func buildInfo(version string) prometheus.Collector {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "coopr_gslb", Name: "build_info", Help: "Always 1; labels name the build.",
-		ConstLabels: prometheus.Labels{"version": version},
+		ConstLabels: buildinfo.Read(version).Labels(),
 	})
 	g.Set(1)
 	return g
