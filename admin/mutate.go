@@ -100,6 +100,10 @@ func (s *Server) mutationError(w http.ResponseWriter, dc string, err error) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no datacenter %q; the configured ones are %v", dc, names))
 		return
 	}
+	if errors.Is(err, ErrNotDrained) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("datacenter %q is not drained; nothing was written", dc))
+		return
+	}
 	writeError(w, http.StatusInternalServerError, err.Error())
 }
 
