@@ -177,6 +177,7 @@ func cmdStatus(args []string) int {
 		return fail(err)
 	}
 	printStatus(os.Stdout, st)
+	printClusterLine(os.Stdout, c)
 	return 0
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -59,10 +60,12 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	state     atomic.Pointer[faultState]
-	failNext  atomic.Int64
-	requests  atomic.Int64
-	conflicts atomic.Int64
+	state atomic.Pointer[faultState]
+	// refuseFrom holds the source addresses RefuseFrom hangs up on.
+	refuseFrom atomic.Pointer[map[netip.Addr]bool]
+	failNext   atomic.Int64
+	requests   atomic.Int64
+	conflicts  atomic.Int64
 
 	ownedMu sync.RWMutex
 	owned   []int
@@ -141,7 +144,7 @@ func Start(opts Options) (*Server, error) {
 		cancel:  cancel,
 	}
 	s.state.Store(&faultState{since: time.Now(), changed: make(chan struct{})})
-	s.handler = s.routes()
+	s.handler = s.refusing(s.routes())
 	s.mu.Lock()
 	s.serve(ln)
 	s.mu.Unlock()
