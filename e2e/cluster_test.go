@@ -35,8 +35,8 @@ const (
 type member struct {
 	*gslb
 	name, ip, gossip, dns string
-	dropFile, cfgPath   string
-	env                 []string
+	dropFile, cfgPath     string
+	env                   []string
 	// owner is the test that owns the process: a member restarted inside
 	// a subtest keeps running after it.
 	owner *testing.T
