@@ -52,11 +52,10 @@ type clusterWire struct {
 
 	cl atomic.Pointer[cluster.Cluster] // set by bind
 
-	mu        sync.Mutex // serialises apply, so an older read never overwrites a newer one
-	restored  bool       // the first apply installs drains without events
-	source    atomic.Pointer[string]
-	covered   atomic.Bool // the cluster's view decides every endpoint
-	lastSaved string
+	mu       sync.Mutex // serialises apply, so an older read never overwrites a newer one
+	restored bool       // the first apply installs drains without events
+	source   atomic.Pointer[string]
+	covered  atomic.Bool // the cluster's view decides every endpoint
 }
 
 // newClusterWire prepares the cluster wiring for cfg (whose Cluster block
