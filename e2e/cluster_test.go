@@ -277,6 +277,17 @@ func TestClusterThreeMembers(t *testing.T) {
 				t.Errorf("member %+v", m)
 			}
 		}
+		resp, err := http.Get("http://" + a.admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, name := range []string{`coopr_gslb_cluster_members{state="alive"} 3`, "coopr_gslb_cluster_gossip_messages_total", "coopr_gslb_cluster_drain_propagation_seconds", "coopr_gslb_cluster_config_differs_members 0", "coopr_gslb_cluster_alone 0"} {
+			if !strings.Contains(string(metrics), name) {
+				t.Errorf("/metrics lacks %s", name)
+			}
+		}
 		code, out, _ := cli(t, a.admin, "status")
 		if code != 0 || !strings.Contains(out, "cluster: a, 3/3 members alive") {
 			t.Errorf("coopr-gslb status has no cluster line:\n%s", out)
@@ -451,4 +462,38 @@ func TestClusterThreeMembers(t *testing.T) {
 		differs.stop()
 		intruder.stop()
 	})
+}
+
+// TestClusterFiveMembersFigures measures, with five members, how long the
+// members take to agree on a failover and to carry a drain.
+func TestClusterFiveMembersFigures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five instances")
+	}
+	t.Parallel()
+	digTool := requireTool(t, "dig")
+	fleet := startFleet(t)
+	ms := planCluster(t, fleet, clusterSpec{n: 5, keyFile: writeKey(t)})
+	startCluster(t, ms)
+	east := fleet.Datacenter("east")
+
+	east.SetFault(simulator.Fault{Mode: simulator.Refuse})
+	killed := time.Now()
+	eventually(t, 3500*time.Millisecond, "all five answer west", func() bool { return allAnswer(t, digTool, ms, westAddr) })
+	t.Logf("FIGURE failover agreement (5 members): all answer west %s after east was killed (detection interval*fall = 1.5 s)", time.Since(killed).Round(10*time.Millisecond))
+	east.SetFault(simulator.Fault{})
+	eventually(t, 10*time.Second, "all five answer east again", func() bool { return allAnswer(t, digTool, ms, eastAddr) })
+
+	if code, body := ms[0].api(t, "POST", "/api/v1/datacenters/east/drain", `{"reason": "figures"}`); code != 200 {
+		t.Fatalf("drain: %d %s", code, body)
+	}
+	answered := time.Now()
+	eventually(t, 2*time.Second, "the four others answer without east", func() bool { return allAnswer(t, digTool, ms[1:], westAddr) })
+	t.Logf("FIGURE drain propagation (5 members): the four others answer without east %s after the API answered", time.Since(answered).Round(time.Millisecond))
+	if code, body := ms[4].api(t, "DELETE", "/api/v1/datacenters/east/drain", ""); code != 200 {
+		t.Fatalf("undrain: %d %s", code, body)
+	}
+	answered = time.Now()
+	eventually(t, 2*time.Second, "all five serve east again", func() bool { return allAnswer(t, digTool, ms, eastAddr) })
+	t.Logf("FIGURE undrain propagation (5 members): all serve east %s after the API answered", time.Since(answered).Round(time.Millisecond))
 }
