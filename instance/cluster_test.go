@@ -2,10 +2,14 @@ package instance
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"go.uber.org/goleak"
 
 	"github.com/coopr-gslb/coopr-gslb/cluster"
@@ -222,4 +227,107 @@ func TestNoClusterBlockNoClusterAPI(t *testing.T) {
 	if resp.StatusCode != 404 {
 		t.Errorf("GET /api/v1/cluster without a cluster: %d", resp.StatusCode)
 	}
+}
+
+// TestRestartAnswersFromPeers: a member whose own first probe round is not
+// in yet answers DNS from its peers' view, and says so (dns_view "peers");
+// once its probes are in, it answers from the cluster's view.
+func TestRestartAnswersFromPeers(t *testing.T) {
+	// The endpoint answers a's probes (from 127.0.0.1) at once and hangs
+	// b's (from 127.0.0.2), so b's first round takes its probe timeout.
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.RemoteAddr, "127.0.0.2:") {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		io.WriteString(w, "OK")
+	}))
+	defer srv.Close()
+	defer close(release)
+	ep := strings.TrimPrefix(srv.URL, "http://")
+	keyFile := filepath.Join(t.TempDir(), "key")
+	writeFile(t, keyFile, strings.Repeat("cd", 16)+"\n")
+	httpCheck := func(s string) string {
+		return strings.Replace(s, "check: {type: tcp}", "check: {type: http, path: /status}", 1)
+	}
+
+	cfgA, _ := loadYAML(t, httpCheck(clusterYAML(t, ep, "a", `"127.0.0.1:1"`, keyFile, "")))
+	a := start(t, cfgA, Options{})
+	addrA := a.inst.cw.cl.Load().Address()
+
+	dnsB, adminB := freeLoopback(t), freeLoopback(t)
+	yamlB := httpCheck(clusterYAML(t, ep, "b", fmt.Sprintf("%q", addrA), keyFile, ""))
+	yamlB = strings.Replace(yamlB, `dns: "127.0.0.1:0", admin: "127.0.0.1:0"`, fmt.Sprintf("dns: %q, admin: %q", dnsB, adminB), 1)
+	yamlB = strings.Replace(yamlB, "health: {interval: 100ms, timeout: 100ms,", "health: {source_address: 127.0.0.2, interval: 6s, timeout: 4s,", 1)
+	cfgB, _ := loadYAML(t, yamlB)
+	instB, err := New(cfgB, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- instB.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	ask := func() string {
+		m := new(dns.Msg)
+		m.SetQuestion("api.coopr.example.com.", dns.TypeA)
+		in, err := dns.Exchange(m, dnsB)
+		if err != nil || in.Rcode != dns.RcodeSuccess || len(in.Answer) == 0 {
+			return ""
+		}
+		return in.Answer[0].(*dns.A).A.String()
+	}
+	waitFor(t, 3*time.Second, "b answers from the peers' view before its first probe round", func() bool { return ask() == "192.0.2.10" })
+	select {
+	case <-instB.Serving():
+		t.Fatal("b's first probe round was expected to take its 4 s timeout")
+	default:
+	}
+	resp, err := http.Get("http://" + adminB + "/api/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		DNSView string `json:"dns_view"`
+	}
+	json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if doc.DNSView != "peers" {
+		t.Errorf("dns_view %q before b's own round, want peers", doc.DNSView)
+	}
+	<-instB.Serving()
+	// b's own probe timed out, but with two voters a majority is two: one
+	// down vote leaves the endpoint up, and b is outvoted.
+	waitFor(t, 3*time.Second, "b answers from the cluster's view", func() bool { return *instB.cw.source.Load() == "cluster" })
+	if got := ask(); got != "192.0.2.10" {
+		t.Errorf("b answers %q with its own probe failing, want the quorum's 192.0.2.10", got)
+	}
+}
+
+func freeLoopback(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if pc, err := net.ListenPacket("udp", addr); err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port")
+	return ""
 }
