@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/coopr-gslb/coopr-gslb/cluster"
+	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
@@ -330,4 +331,44 @@ func freeLoopback(t *testing.T) string {
 	}
 	t.Fatal("no free port")
 	return ""
+}
+
+// TestClusterBlockPresenceNeedsRestart: adding or removing the cluster:
+// block is one restart-only key, and the running value is kept; inside the
+// block only name, bind, advertise and secret_key_file are. (Each config has
+// its own state dir and token file, hence the admin keys.)
+func TestClusterBlockPresenceNeedsRestart(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	writeFile(t, keyFile, strings.Repeat("ef", 16)+"\n")
+	alone, _ := loadYAML(t, fmt.Sprintf(runYAML, "127.0.0.1:9", ""))
+	clustered := func(extra string) *config.Config {
+		cfg, _ := loadYAML(t, clusterYAML(t, "127.0.0.1:9", "a", `"127.0.0.1:1"`, keyFile, extra))
+		return cfg
+	}
+	for _, tc := range []struct {
+		name          string
+		running, next func() *config.Config
+		want          []string
+		keptBlock     bool
+	}{
+		{"block added", func() *config.Config { return alone }, func() *config.Config { return clustered("") }, []string{"admin.state_dir", "admin.token_file", "cluster"}, false},
+		{"block removed", func() *config.Config { return clustered("") }, func() *config.Config { c := *alone; return &c }, []string{"admin.state_dir", "admin.token_file", "cluster"}, true},
+		{"quorum changed", func() *config.Config { return clustered("") }, func() *config.Config { return clustered("  quorum: 2\n") }, []string{"admin.state_dir", "admin.token_file"}, true},
+		{"bind changed", func() *config.Config { return clustered("") }, func() *config.Config {
+			c := clustered("")
+			c.Cluster.Bind = "127.0.0.1:7946"
+			return c
+		}, []string{"admin.state_dir", "admin.token_file", "cluster.bind"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			running, next := tc.running(), tc.next()
+			got := keepRestartOnly(running, next)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("needs restart %v, want %v", got, tc.want)
+			}
+			if (next.Cluster != nil) != tc.keptBlock {
+				t.Errorf("the running block was not kept: %+v", next.Cluster)
+			}
+		})
+	}
 }
