@@ -85,6 +85,17 @@ func (w *clusterWire) affinityKey(cfg *config.Config) []byte {
 	return cluster.DeriveSecret(w.key, cluster.SecretAffinity)
 }
 
+// dnsCookieSecret is the DNS server-cookie secret (RFC 7873) every member
+// derives from the cluster key, so a client's cookie verifies on all; nil
+// without a cluster key. dnsserver's cookie-secret hook is not wired here
+// (that hook belongs to the DNS conformance work): pass this to it.
+func (w *clusterWire) dnsCookieSecret() []byte {
+	if w == nil || w.key == nil {
+		return nil
+	}
+	return cluster.DeriveSecret(w.key, cluster.SecretDNSCookie)
+}
+
 // bind creates the cluster member, which binds the gossip port (UDP and
 // TCP) and loads the saved drains.
 func (w *clusterWire) bind(cfg *config.Config, reg prometheus.Registerer) error {

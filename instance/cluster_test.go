@@ -157,6 +157,9 @@ func TestClusterWiring(t *testing.T) {
 	if ka == nil || !bytes.Equal(ka, kb) || !bytes.Equal(ka, cluster.DeriveSecret(bytes.Repeat([]byte{0xab}, 32), cluster.SecretAffinity)) {
 		t.Errorf("affinity keys differ or are not derived: %x %x", ka, kb)
 	}
+	if ca, cb := a.inst.cw.dnsCookieSecret(), b.inst.cw.dnsCookieSecret(); len(ca) != 32 || !bytes.Equal(ca, cb) || bytes.Equal(ca, ka) {
+		t.Errorf("DNS cookie secrets: %x %x", ca, cb)
+	}
 	withFile := *cfgA
 	withFile.Proxy.AffinityKeyFile = "/etc/coopr-gslb/affinity.key"
 	if k := a.inst.cw.affinityKey(&withFile); k != nil {
