@@ -192,14 +192,14 @@ func (i *Instance) Run(ctx context.Context) error {
 		defer i.cw.close()
 	}
 
-	// Bind first: a busy port fails the start here, before any probe, event
-	// or webhook.
 	drain, undrain := i.drains.drain, i.drains.undrain
 	if i.cw != nil {
 		// Drains are replicated: given to the cluster, saved before the
 		// API answers.
 		drain, undrain = i.cw.drain, i.cw.undrain
 	}
+	// Bind first: a busy port fails the start here, before any probe, event
+	// or webhook.
 	adminSrv := admin.New(admin.Options{
 		Snapshot:          i.engine.Snapshot,
 		Events:            i.engine.Events,
@@ -233,7 +233,8 @@ func (i *Instance) Run(ctx context.Context) error {
 		fronts, err = bindFrontDoors(frontDoorDeps{
 			cfg: current, snapshot: i.engine.Snapshot, reg: i.reg, log: i.log,
 			// DNS answers nothing (SERVFAIL) until the first probe round is
-			// in, so its first answers are already health-aware.
+			// in, so its first answers are already health-aware; in a
+			// cluster, also once the peers' view decides every endpoint.
 			dnsSnapshot: func() *routing.Snapshot {
 				if !i.ready.Load() && !i.cw.dnsOpen() {
 					return nil

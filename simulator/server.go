@@ -60,12 +60,13 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	state atomic.Pointer[faultState]
+	state     atomic.Pointer[faultState]
+	failNext  atomic.Int64
+	requests  atomic.Int64
+	conflicts atomic.Int64
+
 	// refuseFrom holds the source addresses RefuseFrom hangs up on.
 	refuseFrom atomic.Pointer[map[netip.Addr]bool]
-	failNext   atomic.Int64
-	requests   atomic.Int64
-	conflicts  atomic.Int64
 
 	ownedMu sync.RWMutex
 	owned   []int
