@@ -40,9 +40,10 @@ type Options struct {
 	Reload func() error
 	// LastReload says how the last reload went.
 	LastReload func() ReloadStatus
-	// Cluster renders GET /api/v1/cluster (JSON). If nil, the instance runs
+	// Cluster returns GET /api/v1/cluster and the page's cluster section
+	// (nil while the cluster is not running). If nil, the instance runs
 	// alone and the endpoint answers 404.
-	Cluster func() any
+	Cluster func() *ClusterStatus
 	// Tokens may change things; reads need one only if ReadRequiresToken.
 	Tokens            Tokens
 	ReadRequiresToken bool

@@ -44,6 +44,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{end}}</table>{{end}}
 </section>
 {{end}}
+{{template "cluster" .Cluster}}
 <h2>Recent events</h2>
 <ul class="events">{{range .Events}}<li>{{.Time.Format "15:04:05.000"}} <b>{{.Kind}}</b> {{.DC}} {{.Service}} {{.Endpoint}} {{.Reason}}</li>{{else}}<li>none yet</li>{{end}}</ul>
 {{if .Authorized}}<h2>Drain</h2>
@@ -101,6 +102,7 @@ type pageData struct {
 	// Authorized shows the drain buttons: the viewer supplied a valid token.
 	Authorized bool
 	DCNames    []string
+	Cluster    *clusterPage // nil without a cluster
 }
 
 type eventView struct {
@@ -116,6 +118,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Status = s.buildStatus()
+	data.Cluster = s.clusterSection()
 	for _, dc := range s.opts.Snapshot().Config.Datacenters {
 		data.DCNames = append(data.DCNames, dc.Name)
 	}

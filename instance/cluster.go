@@ -326,38 +326,14 @@ func (w *clusterWire) dnsOpen() bool {
 	return w != nil && w.covered.Load() && *w.source.Load() != cluster.SourceNone
 }
 
-// clusterStatus is GET /api/v1/cluster: the cluster's snapshot (self,
-// quorum, alone, members with their views, drains) plus what this instance
-// answers from.
-type clusterStatus struct {
-	cluster.Snapshot
-	// DNSView says whose observations DNS answers from: "cluster" (a
-	// quorum of the live members), "self" (alone: its own probes), "peers"
-	// (restarted, its own first probe round not in yet) or "none".
-	DNSView string `json:"dns_view"`
-	// Outvoted lists the endpoints ("dc/service/endpoint") this member's
-	// own probes judge differently from the cluster.
-	Outvoted []string `json:"outvoted"`
-	// ProxyDiffers lists the service x DC states where the proxy's own view
-	// (local probes and passive signals) differs from the cluster's, which
-	// DNS answers from.
-	ProxyDiffers []viewDiff `json:"proxy_differs"`
-}
-
-type viewDiff struct {
-	Service string `json:"service"`
-	DC      string `json:"dc"`
-	Proxy   string `json:"proxy"`
-	DNS     string `json:"dns"`
-}
-
-// status renders GET /api/v1/cluster.
-func (w *clusterWire) status() any {
+// status renders GET /api/v1/cluster and the page's cluster section.
+func (w *clusterWire) status() *admin.ClusterStatus {
 	cl := w.cl.Load()
 	if cl == nil {
-		return map[string]string{"error": "the cluster is not running yet"}
+		return nil
 	}
-	st := clusterStatus{Snapshot: cl.Snapshot(), DNSView: *w.source.Load(), Outvoted: []string{}, ProxyDiffers: []viewDiff{}}
+	st := &admin.ClusterStatus{Snapshot: cl.Snapshot(), DNSView: *w.source.Load(), Decision: map[string]map[string]string{},
+		Outvoted: []string{}, ProxyDiffers: []admin.ViewDiff{}}
 	v := cl.View()
 	for k, ev := range v.Endpoints {
 		if ev.Outvoted {
@@ -366,6 +342,12 @@ func (w *clusterWire) status() any {
 	}
 	slices.Sort(st.Outvoted)
 	local, dns := w.engine.Snapshot(), w.dns.Snapshot()
+	for _, svc := range dns.Services {
+		st.Decision[svc.Name] = map[string]string{}
+		for _, dc := range svc.DCs {
+			st.Decision[svc.Name][dc.Name] = dc.State.String()
+		}
+	}
 	for _, svc := range local.Services {
 		dsvc := dns.Service(svc.Name)
 		if dsvc == nil {
@@ -373,7 +355,7 @@ func (w *clusterWire) status() any {
 		}
 		for _, dc := range svc.DCs {
 			if ddc := dsvc.DC(dc.Name); ddc != nil && ddc.State != dc.State {
-				st.ProxyDiffers = append(st.ProxyDiffers, viewDiff{Service: svc.Name, DC: dc.Name, Proxy: dc.State.String(), DNS: ddc.State.String()})
+				st.ProxyDiffers = append(st.ProxyDiffers, admin.ViewDiff{Service: svc.Name, DC: dc.Name, Proxy: dc.State.String(), DNS: ddc.State.String()})
 			}
 		}
 	}
@@ -389,7 +371,7 @@ func (w *clusterWire) close() {
 }
 
 // statusFunc is admin's Options.Cluster: nil without a cluster.
-func (w *clusterWire) statusFunc() func() any {
+func (w *clusterWire) statusFunc() func() *admin.ClusterStatus {
 	if w == nil {
 		return nil
 	}
