@@ -288,6 +288,17 @@ func TestClusterThreeMembers(t *testing.T) {
 				t.Errorf("/metrics lacks %s", name)
 			}
 		}
+		resp, err = http.Get("http://" + a.admin + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, s := range []string{"<h2>Cluster", "<td>a</td>", "<td>b</td>", "<td>c</td>"} {
+			if !strings.Contains(string(page), s) {
+				t.Errorf("the status page lacks %s", s)
+			}
+		}
 		code, out, _ := cli(t, a.admin, "status")
 		if code != 0 || !strings.Contains(out, "cluster: a, 3/3 members alive") {
 			t.Errorf("coopr-gslb status has no cluster line:\n%s", out)
