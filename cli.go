@@ -71,12 +71,6 @@ func clientFlags(fs *flag.FlagSet) func() *apiClient {
 		// 500 (a drain in effect whose save failed), is final and the body
 		// says why; repeating a POST would repeat its effect.
 		c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-		c.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-			if ctx.Err() != nil {
-				return false, ctx.Err()
-			}
-			return err != nil && resp == nil, nil
-		}
 		tok := *token
 		if tok == "" {
 			tok = os.Getenv(admin.TokenEnv)
@@ -209,6 +203,7 @@ func cmdStatus(args []string) int {
 		return fail(err)
 	}
 	printStatus(os.Stdout, st)
+	printClusterLine(os.Stdout, c)
 	return 0
 }
 

@@ -41,6 +41,10 @@ type Options struct {
 	Reload func() error
 	// LastReload says how the last reload went.
 	LastReload func() ReloadStatus
+	// Cluster returns GET /api/v1/cluster and the page's cluster section
+	// (nil while the cluster is not running). If nil, the instance runs
+	// alone and the endpoint answers 404.
+	Cluster func() *ClusterStatus
 	// Tokens may change things; reads need one only if ReadRequiresToken.
 	Tokens            Tokens
 	ReadRequiresToken bool
@@ -66,6 +70,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /{$}", s.page) // the page itself asks for a token when reads need one
 	s.mux.HandleFunc("GET /api/v1/status", s.requireRead(s.status))
+	s.mux.HandleFunc("GET /api/v1/cluster", s.requireRead(s.cluster))
 	s.mux.HandleFunc("GET /api/v1/events", s.requireRead(s.events))
 	s.mux.HandleFunc("GET /api/v1/explain", s.requireRead(s.explain))
 	s.mux.HandleFunc("POST /api/v1/datacenters/{dc}/drain", s.requireToken(s.drain))

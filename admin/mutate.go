@@ -172,6 +172,10 @@ func (s *Server) mutationError(w http.ResponseWriter, scope routing.DrainScope, 
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no datacenter %q; the configured ones are %v", scope.DC, names))
 	case errors.Is(err, routing.ErrUnknownService), errors.Is(err, routing.ErrUnknownEndpoint):
 		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrNotSupported):
+		writeError(w, http.StatusNotImplemented, err.Error())
+	case errors.Is(err, ErrNotDrained):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s is not drained; nothing was written", scope))
 	default:
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}

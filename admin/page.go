@@ -69,6 +69,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{end}}</table>{{end}}
 </section>
 {{end}}
+{{template "cluster" .Cluster}}
 <h2>Recent events</h2>
 <ul class="events">{{range .Events}}<li>{{.Time.Format "15:04:05.000"}} <b>{{.Kind}}</b> {{.DC}} {{.Service}} {{.Endpoint}} {{.Reason}}</li>{{else}}<li>none yet</li>{{end}}</ul>
 {{end}}{{end}}
@@ -238,6 +239,7 @@ type pageData struct {
 	// Glance is one line per service; DrainList the drains in effect.
 	Glance    []glanceLine
 	DrainList []drainView
+	Cluster   *clusterPage // nil without a cluster
 }
 
 // glanceLine is a service at a glance: its badge ("ok", "degraded" when a
@@ -282,6 +284,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data.Status = s.buildStatus()
+	data.Cluster = s.clusterSection()
 	snap := s.opts.Snapshot()
 	for _, dc := range snap.Config.Datacenters {
 		data.DCNames = append(data.DCNames, dc.Name)

@@ -190,7 +190,7 @@ func sortedObs(m map[EndpointKey]Observation) []Observation {
 
 // applyState takes a state message that its sender sent about itself at our
 // time now. It returns whether the drains and whether the sender's
-// observations changed.
+// observations (or the drains it holds, for KnownOn) changed.
 func (t *table) applyState(m *stateMsg, now time.Time) (drains, obs bool) {
 	for _, d := range m.Drains {
 		if t.merge(d, now) {
@@ -209,10 +209,16 @@ func (t *table) applyState(m *stateMsg, now time.Time) (drains, obs bool) {
 	p.heard = now
 	p.hash = m.Hash
 	if m.Held != nil {
-		p.held = make(map[DrainKey]Stamp, len(m.Held))
+		held := make(map[DrainKey]Stamp, len(m.Held))
 		for _, h := range m.Held {
-			p.held[h.Key] = h.Stamp
+			held[h.Key] = h.Stamp
 		}
+		if !maps.Equal(held, p.held) {
+			// Where a drain is known changed (DrainInfo.KnownOn): the
+			// caller reads the drains again.
+			obs = true
+		}
+		p.held = held
 	}
 	if m.Seq < p.seq {
 		return drains, obs // an older message overtaken by a newer one

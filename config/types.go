@@ -22,7 +22,7 @@ type Config struct {
 	Proxy       Proxy               `yaml:"proxy"`
 	TLS         TLS                 `yaml:"tls"`
 	// Cluster, if not nil, makes this instance a member of a gossip cluster.
-	Cluster *Cluster `yaml:"cluster"`
+	Cluster *Cluster `yaml:"cluster" reload:"presence"`
 
 	// ServiceNames lists the keys of Services in sorted order so that every
 	// consumer iterates services deterministically.

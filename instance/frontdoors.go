@@ -59,6 +59,9 @@ type frontDoorDeps struct {
 	dnsSnapshot func() *routing.Snapshot
 	reg         prometheus.Registerer
 	log         *slog.Logger
+	// affinityKey, if set, signs affinity cookies (the cluster's shared
+	// key); else proxy.affinity_key_file or admin.state_dir decide.
+	affinityKey []byte
 	// passive receives the proxy's passive health signals.
 	passive func(dc, service, endpoint string, failure bool, reason string)
 	// sockets opens the listening sockets.
@@ -120,9 +123,11 @@ func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 		f.https = httpsLn.Addr().String()
 	}
 
-	key, err := proxy.LoadAffinityKey(cfg.Proxy.AffinityKeyFile, cfg.Admin.StateDir)
-	if err != nil {
-		return f, err
+	key := d.affinityKey
+	if key == nil {
+		if key, err = proxy.LoadAffinityKey(cfg.Proxy.AffinityKeyFile, cfg.Admin.StateDir); err != nil {
+			return f, err
+		}
 	}
 	// The proxy checks proxy.access_log per request, so a reload can turn it
 	// on or off; it always gets the logger.

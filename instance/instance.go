@@ -78,6 +78,7 @@ type Instance struct {
 	drains       *drainer
 	stateMetrics *admin.StateCollector
 	sink         *eventSink
+	cw           *clusterWire // nil without a cluster: block
 
 	ready   atomic.Bool
 	serving chan struct{} // closed once every front door serves
@@ -124,9 +125,14 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 		Namespace: "coopr_gslb", Name: "events_dropped_total",
 		Help: "Routing events not logged, written to the state log or notified because the event queue was full.",
 	}, func() float64 { return float64(i.engine.DroppedEvents()) }))
-	// Drains are back before the first answer is served.
-	i.engine.RestoreDrains(saved)
-	i.engine.RestoreScopedDrains(savedScoped)
+	// Drains are back before the first answer is served. In a cluster they
+	// are the cluster's replicated drains instead (see clusterWire).
+	if cfg.Cluster == nil {
+		i.engine.RestoreDrains(saved)
+		i.engine.RestoreScopedDrains(savedScoped)
+	} else if i.cw, err = newClusterWire(cfg, i.engine, store, saved, i.log); err != nil {
+		return nil, err
+	}
 
 	i.checker = health.New(probeTargets(cfg), health.Options{
 		Prober: health.InstrumentProber(&health.NetProber{}, i.reg),
@@ -136,6 +142,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 				DC: t.DC, Service: t.Service, Endpoint: t.Endpoint,
 				Up: tr.Status.Up, Reason: tr.Status.Reason, At: tr.Status.Since,
 			})
+			i.cw.report(tr.Status)
 		},
 	})
 	i.drains = &drainer{engine: i.engine, store: store, log: i.log}
@@ -145,6 +152,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 		{"routing", func(next *config.Config) { i.engine.SetConfig(next) }},
 		{"probes", func(next *config.Config) { i.checker.SetTargets(probeTargets(next)) }},
 		{"notify", func(next *config.Config) { i.notifier.SetHooks(next.Notify) }},
+		{"cluster", func(next *config.Config) { i.cw.reload(next, i.checker.Statuses()) }},
 	})
 	return i, nil
 }
@@ -182,7 +190,20 @@ func (i *Instance) Run(ctx context.Context) error {
 	cfg := i.reloads.currentConfig()
 	timeout := cfg.Proxy.ShutdownTimeout.D()
 	tuneGC()
+	if i.cw != nil {
+		// The gossip port is bound with the others, before anything runs.
+		if err := i.cw.bind(cfg, i.reg); err != nil {
+			return err
+		}
+		defer i.cw.close()
+	}
 
+	drain, undrain := i.drains.drain, i.drains.undrain
+	if i.cw != nil {
+		// Drains are replicated: given to the cluster, saved before the
+		// API answers.
+		drain, undrain = i.cw.drainScoped, i.cw.undrainScoped
+	}
 	// Bind first: a busy port fails the start here, before any probe, event
 	// or webhook.
 	adminSrv := admin.New(admin.Options{
@@ -192,8 +213,9 @@ func (i *Instance) Run(ctx context.Context) error {
 		Ready:             i.ready.Load,
 		Gatherer:          i.reg,
 		Version:           i.opts.Version,
-		Drain:             i.drains.drain,
-		Undrain:           i.drains.undrain,
+		Drain:             drain,
+		Undrain:           undrain,
+		Cluster:           i.cw.statusFunc(),
 		Reload:            i.reloads.Reload,
 		LastReload:        i.reloads.Last,
 		Tokens:            i.tokens,
@@ -227,13 +249,15 @@ func (i *Instance) Run(ctx context.Context) error {
 		fronts, err = bindFrontDoors(frontDoorDeps{
 			cfg: current, snapshot: i.engine.Snapshot, reg: i.reg, log: i.log,
 			// DNS answers nothing (SERVFAIL) until the first probe round is
-			// in, so its first answers are already health-aware.
+			// in, so its first answers are already health-aware; in a
+			// cluster, also once the peers' view decides every endpoint.
 			dnsSnapshot: func() *routing.Snapshot {
-				if !i.ready.Load() {
+				if !i.ready.Load() && !i.cw.dnsOpen() {
 					return nil
 				}
-				return i.engine.Snapshot()
+				return i.dnsEngine().Snapshot()
 			},
+			affinityKey: i.cw.affinityKey(current),
 			// What the proxy learns from failed requests reaches the shared
 			// health view, so DNS moves as fast as the proxy; active probes
 			// confirm it.
@@ -277,8 +301,8 @@ func (i *Instance) Run(ctx context.Context) error {
 	// query path.
 	if fronts.dnsServer != nil {
 		g.Add(func() error {
-			i.engine.Watch(rctx, func(s *routing.Snapshot) {
-				if i.ready.Load() {
+			i.dnsEngine().Watch(rctx, func(s *routing.Snapshot) {
+				if i.ready.Load() || i.cw.dnsOpen() {
 					fronts.dnsServer.Prepare(s)
 				}
 			})
@@ -286,6 +310,9 @@ func (i *Instance) Run(ctx context.Context) error {
 		}, func(error) { cancel() })
 	}
 	g.Add(func() error { i.checker.Run(rctx); return nil }, func(error) { cancel() })
+	if i.cw != nil {
+		g.Add(func() error { return i.cw.run(rctx) }, func(error) { cancel() })
+	}
 	g.Add(func() error { i.notifier.Run(rctx); return nil }, func(error) { cancel() })
 	if adminLn != nil {
 		srv := adminWeb
@@ -336,7 +363,7 @@ func (i *Instance) Run(ctx context.Context) error {
 		}
 		i.ready.Store(true)
 		if fronts.dnsServer != nil {
-			fronts.dnsServer.Prepare(i.engine.Snapshot())
+			fronts.dnsServer.Prepare(i.dnsEngine().Snapshot())
 			if upgrading {
 				if err := fronts.startDNS(cfg); err != nil {
 					return err

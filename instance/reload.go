@@ -192,7 +192,9 @@ func RestartOnlyKeys() []string {
 
 // walkRestart calls visit for every restart-only leaf of the struct values
 // run and next (of the same type), named by its YAML path. A field is
-// restart-only when it or a struct around it is tagged reload:"restart".
+// restart-only when it or a struct around it is tagged reload:"restart". A
+// pointer tagged reload:"presence" is one key when it is set in one value
+// and nil in the other (the block is added or removed).
 // A tagged pointer to a struct is one key while it is nil in either
 // value, else each of its fields is.
 func walkRestart(run, next reflect.Value, prefix string, restart bool, visit func(key string, run, next reflect.Value)) {
@@ -217,6 +219,10 @@ func walkRestart(run, next reflect.Value, prefix string, restart bool, visit fun
 			case !r.IsNil() && !n.IsNil():
 				walkRestart(r.Elem(), n.Elem(), key, tagged, visit)
 			case tagged:
+				visit(key, r, n)
+			case f.Tag.Get("reload") == "presence" && r.IsNil() != n.IsNil():
+				// Adding or removing the block needs a restart; its
+				// untagged fields reload while it stays.
 				visit(key, r, n)
 			}
 		case tagged:

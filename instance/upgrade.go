@@ -75,15 +75,33 @@ type upgradeSockets struct{ u *Upgrader }
 // configured: the new process asks with the same configuration (or, after a
 // change of listen addresses, which is a restart-only key, binds anew).
 func (s upgradeSockets) listen(door, addr string) (net.Listener, error) {
-	return s.u.upg.ListenWithCallback("tcp", door+"@"+addr, func(network, _ string) (net.Listener, error) {
-		return net.Listen(network, addr)
+	var bindErr error
+	ln, err := s.u.upg.ListenWithCallback("tcp", door+"@"+addr, func(network, _ string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		bindErr = err
+		return ln, err
 	})
+	return ln, keepBindError(err, bindErr)
 }
 
 func (s upgradeSockets) listenPacket(door string, lc *net.ListenConfig, addr string, index int) (net.PacketConn, error) {
-	return s.u.upg.ListenPacketWithCallback("udp", door+"@"+addr+"#"+strconv.Itoa(index), func(network, _ string) (net.PacketConn, error) {
-		return lc.ListenPacket(context.Background(), network, addr)
+	var bindErr error
+	pc, err := s.u.upg.ListenPacketWithCallback("udp", door+"@"+addr+"#"+strconv.Itoa(index), func(network, _ string) (net.PacketConn, error) {
+		pc, err := lc.ListenPacket(context.Background(), network, addr)
+		bindErr = err
+		return pc, err
 	})
+	return pc, keepBindError(err, bindErr)
+}
+
+// keepBindError returns the bind's own error when tableflip's wraps it:
+// tableflip formats it with %s, which loses the syscall error that callers
+// branch on (EACCES names CAP_NET_BIND_SERVICE, EADDRINUSE the busy port).
+func keepBindError(err, bindErr error) error {
+	if err != nil && bindErr != nil {
+		return bindErr
+	}
+	return err
 }
 
 // dnsSockets adapts sockets to what dnsserver asks for.

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -61,7 +60,6 @@ type Notifier struct {
 
 	sent    *prometheus.CounterVec
 	dropped prometheus.Counter
-	once    sync.Once
 }
 
 // New returns a Notifier for the webhooks.

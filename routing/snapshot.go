@@ -217,6 +217,12 @@ type Drain struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 	By       string    `json:"by,omitempty"`
 	Since    time.Time `json:"since"`
+	// Origin, KnownOn and Members describe a drain replicated by the
+	// cluster (see Engine.SetDrains): the member it was given to, and on
+	// how many of the alive members it is known. Empty without a cluster.
+	Origin  string `json:"origin,omitempty"`
+	KnownOn int    `json:"known_on,omitempty"`
+	Members int    `json:"members,omitempty"`
 }
 
 // HoldsPinned reports whether sessions pinned to the DC may stay at now.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,9 @@ type Server struct {
 	failNext  atomic.Int64
 	requests  atomic.Int64
 	conflicts atomic.Int64
+
+	// refuseFrom holds the source addresses RefuseFrom hangs up on.
+	refuseFrom atomic.Pointer[map[netip.Addr]bool]
 
 	ownedMu sync.RWMutex
 	owned   []int
@@ -151,7 +155,7 @@ func Start(opts Options) (*Server, error) {
 		cancel:  cancel,
 	}
 	s.state.Store(&faultState{since: time.Now(), changed: make(chan struct{})})
-	s.handler = s.routes()
+	s.handler = s.refusing(s.routes())
 	s.mu.Lock()
 	s.serve(ln)
 	s.mu.Unlock()
