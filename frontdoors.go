@@ -76,7 +76,7 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 	// The proxy checks proxy.access_log per request, so a reload can turn it
 	// on or off; it always gets the logger.
 	accessLog := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key})
+	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key, Events: d.log})
 	if err != nil {
 		return f, err
 	}
@@ -87,6 +87,7 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 			return f, fmt.Errorf("listen.http %s: %w", cfg.Listen.HTTP, err)
 		}
 		f.http = httpLn.Addr().String()
+		httpLn = px.Listener(httpLn, "http")
 	}
 	if cfg.Listen.HTTPS != "" {
 		if httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
@@ -97,6 +98,7 @@ func startFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 			return f, fmt.Errorf("listen.https %s: %w", cfg.Listen.HTTPS, err)
 		}
 		f.https = httpsLn.Addr().String()
+		httpsLn = px.Listener(httpsLn, "https")
 	}
 
 	var servers []proxy.GracefulServer

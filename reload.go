@@ -132,6 +132,7 @@ func restartOnly(old, next *config.Config) []string {
 		{"proxy.read_header_timeout", old.Proxy.ReadHeaderTimeout.String(), next.Proxy.ReadHeaderTimeout.String()},
 		{"proxy.max_header_bytes", strconv.Itoa(old.Proxy.MaxHeaderBytes), strconv.Itoa(next.Proxy.MaxHeaderBytes)},
 		{"proxy.shutdown_timeout", old.Proxy.ShutdownTimeout.String(), next.Proxy.ShutdownTimeout.String()},
+		{"proxy.max_response_header_bytes", strconv.FormatInt(old.Proxy.MaxResponseHeaderBytes, 10), strconv.FormatInt(next.Proxy.MaxResponseHeaderBytes, 10)},
 	} {
 		if f.old != f.next {
 			keys = append(keys, f.key)

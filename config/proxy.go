@@ -36,6 +36,17 @@ type Proxy struct {
 	ReadHeaderTimeout     Duration `yaml:"read_header_timeout"`
 	MaxHeaderBytes        int      `yaml:"max_header_bytes"`
 	ShutdownTimeout       Duration `yaml:"shutdown_timeout"`
+	// BodyTimeout is the longest pause between two reads of a request body;
+	// a client that sends nothing for longer is cut off (408). Zero means 10s.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// MaxConnections caps the client connections open at once on each
+	// listener (listen.http and listen.https each); connections beyond it are
+	// closed as soon as they are accepted. Zero means 10000.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxResponseHeaderBytes bounds the header block of a backend's answer
+	// (informational answers included); a larger one is answered 502. Zero
+	// means 1 MiB.
+	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes"`
 
 	Outlier Outlier `yaml:"outlier"`
 	// SlowStart ramps a DC that comes back (after rise) from no share to its
@@ -146,6 +157,13 @@ func (c *Config) fillProxyDefaults() {
 		p.MaxHeaderBytes = 64 << 10
 	}
 	setDur(&p.ShutdownTimeout, 15*time.Second)
+	setDur(&p.BodyTimeout, 10*time.Second)
+	if p.MaxConnections == 0 {
+		p.MaxConnections = 10000
+	}
+	if p.MaxResponseHeaderBytes == 0 {
+		p.MaxResponseHeaderBytes = 1 << 20
+	}
 	p.Retry = p.Retry.over(Retry{Attempts: 3, Deadline: Duration(10 * time.Second), BudgetPercent: 20, MinRetries: 3})
 	if p.Outlier.ConsecutiveFailures == 0 {
 		p.Outlier.ConsecutiveFailures = 3
@@ -267,6 +285,7 @@ func (v *validator) proxy() {
 		{"proxy.idle_timeout", p.IdleTimeout},
 		{"proxy.read_header_timeout", p.ReadHeaderTimeout},
 		{"proxy.shutdown_timeout", p.ShutdownTimeout},
+		{"proxy.body_timeout", p.BodyTimeout},
 		{"proxy.outlier.ejection", p.Outlier.Ejection},
 	} {
 		if d.d <= 0 {
@@ -275,6 +294,12 @@ func (v *validator) proxy() {
 	}
 	if p.MaxHeaderBytes < 4096 {
 		v.errorf("proxy.max_header_bytes", "%d is too small; at least 4096 bytes are needed for ordinary requests", p.MaxHeaderBytes)
+	}
+	if p.MaxConnections < 1 {
+		v.errorf("proxy.max_connections", "must be at least 1")
+	}
+	if p.MaxResponseHeaderBytes < 4096 {
+		v.errorf("proxy.max_response_header_bytes", "%d is too small; at least 4096 bytes are needed for ordinary answers", p.MaxResponseHeaderBytes)
 	}
 	if p.Outlier.ConsecutiveFailures < 1 {
 		v.errorf("proxy.outlier.consecutive_failures", "must be at least 1")

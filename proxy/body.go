@@ -40,50 +40,73 @@ func keepAnswer(res *http.Response) (*http.Response, bool) {
 
 // prepareBody buffers a request body up to proxy.max_buffered_body so that
 // it can be sent again (rewindBody); a larger body streams through once.
+// The buffer grows with the bytes that arrive, whatever Content-Length
+// promises: a client that announces a megabyte and sends nothing costs
+// nothing. Every read is bounded by proxy.body_timeout (timedBody).
 func (st *reqState) prepareBody() error {
 	r := st.in
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
+	st.timed = &timedBody{rc: r.Body, ctl: http.NewResponseController(st.rw.ResponseWriter), timeout: st.v.cfg.BodyTimeout.D()}
+	r.Body = st.timed
 	limit := st.v.maxBody
 	if r.ContentLength > limit {
 		st.streamBody = &countingBody{rc: r.Body}
 		r.Body = st.streamBody
 		return nil
 	}
-	var buf []byte
-	if r.ContentLength > 0 {
-		buf = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return err
-		}
-	} else {
-		// Unknown length: read one byte past the limit to learn which side
-		// of it the body is.
-		var b bytes.Buffer
-		n, err := b.ReadFrom(io.LimitReader(r.Body, limit+1))
-		if err != nil {
-			return err
-		}
-		if n > limit {
-			st.streamBody = &countingBody{rc: struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(b.Bytes()), r.Body), r.Body}}
-			r.Body = st.streamBody
-			return nil
-		}
-		buf = b.Bytes()
-		// Send it with a Content-Length: backends handle that best.
-		r.TransferEncoding = nil
+	// Read one byte past the limit to learn which side of it a body of
+	// unknown length is.
+	// The buffer is not pooled: a Transport goroutine may still be reading
+	// it when the request ends (an answer that came before the whole body
+	// was sent).
+	buf, err := readUpTo(make([]byte, 0, min(limit+1, 512)), r.Body, limit+1)
+	if err != nil {
+		return err
+	}
+	if int64(len(buf)) > limit {
+		// Only a body of unknown length gets here: keep what was read and
+		// stream the rest.
+		st.streamBody = &countingBody{rc: struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}}
+		r.Body = st.streamBody
+		return nil
 	}
 	st.body = buf
+	// Send it with a Content-Length: backends handle that best.
+	r.TransferEncoding = nil
 	r.ContentLength = int64(len(buf))
 	return nil
 }
 
+// readUpTo appends what r has to buf until EOF or max bytes in all,
+// growing buf as bytes arrive.
+func readUpTo(buf []byte, r io.Reader, max int64) ([]byte, error) {
+	for int64(len(buf)) < max {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		room := buf[len(buf):cap(buf)]
+		if int64(len(room)) > max-int64(len(buf)) {
+			room = room[:max-int64(len(buf))]
+		}
+		n, err := r.Read(room)
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
 // rewindBody gives r back the body prepareBody buffered, for ReverseProxy
-// to send. The direct path writes st.body itself and does not need it.
+// to send.
 func (st *reqState) rewindBody() {
 	if st.body == nil {
 		return
