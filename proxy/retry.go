@@ -95,6 +95,7 @@ type orderEntry struct {
 type attempt struct {
 	gotConn, wroteHeaders atomic.Bool
 	n1xx                  atomic.Int32 // informational answers so far
+	too1xx                atomic.Bool  // more than max1xx: the try was cancelled
 	// phase moves once from waiting to expired (the try timed out) or to
 	// answered (headers arrived first), so a timeout racing an answer is
 	// decided exactly once.
@@ -123,20 +124,18 @@ func newAttempt(a *attempt) {
 		},
 		GotConn:      func(httptrace.GotConnInfo) { a.gotConn.Store(true) },
 		WroteHeaders: func() { a.wroteHeaders.Store(true) },
-		// Composed with ReverseProxy's hook, which forwards them: an error
-		// ends the try.
+		// Composed with ReverseProxy's hook, which forwards them to the
+		// client. httptrace ignores the error of the first of two composed
+		// hooks, so going over the bound cancels the try instead.
 		Got1xxResponse: func(int, textproto.MIMEHeader) error {
 			if a.n1xx.Add(1) > max1xx {
-				return errTooMany1xx
+				a.too1xx.Store(true)
+				a.cancel()
 			}
 			return nil
 		},
 	}
 }
-
-// errTooMany1xx ends a try whose backend sent more than max1xx
-// informational answers.
-var errTooMany1xx = errors.New("proxy: too many 1xx informational answers from upstream")
 
 func (a *attempt) expire() {
 	if a.phase.CompareAndSwap(phaseWaiting, phaseExpired) {
@@ -391,6 +390,8 @@ func classify(err error, a *attempt) failKind {
 		return failNotSent
 	case isHeaderTooLarge(err):
 		return failHeaderTooLarge
+	case a.too1xx.Load():
+		return failOther
 	case a.timedOut(), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return failTimeout
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
