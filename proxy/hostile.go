@@ -40,7 +40,20 @@ func (p *Proxy) admit(st *reqState) bool {
 		plainError(&st.rw, http.StatusMethodNotAllowed, "CONNECT is not supported: this is not an open proxy\n")
 		return false
 	}
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		// HTTP/1.0 has no Transfer-Encoding (RFC 9112, section 6.1: a
+		// server that receives one must treat the framing as faulty); net/http
+		// ignores the field and reads the body by Content-Length, so the
+		// chunks would be read as the next request. Refuse it where the
+		// connection can tell (firstHeader), and never keep an HTTP/1.0
+		// connection alive, so that where it cannot tell, nothing after the
+		// request is read.
+		st.rw.Header()["Connection"] = closeValue
+		if hasTE, _ := firstHeader(r); hasTE {
+			plainError(&st.rw, http.StatusBadRequest, "Transfer-Encoding is not allowed in HTTP/1.0\n")
+			return false
+		}
+	} else if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
 		// net/http removes Content-Length (and Transfer-Encoding) from a
 		// chunked request before the handler runs, so a request that had
 		// both cannot be told from one that was only chunked. RFC 9112

@@ -306,3 +306,49 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatalf("after a slot freed: %v", err)
 	}
 }
+
+// TestHTTP10TransferEncoding: HTTP/1.0 has no Transfer-Encoding; net/http
+// ignores one, so the proxy refuses the request (400) on the plain listener,
+// and never keeps an HTTP/1.0 connection alive.
+func TestHTTP10TransferEncoding(t *testing.T) {
+	west := newBackend(t, "west", ok("west"))
+	e := newEnv(t, twoDC, map[string]string{"w": west.addr(), "e": closedAddr(t)}, envOptions{noFront: true})
+	srv := e.proxy.PlainServer()
+	ln := e.proxy.Listener(listen(t), "http")
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	for _, tc := range []struct {
+		name, raw string
+		want      int
+	}{
+		{"TE", "POST /v2/clusters HTTP/1.0\r\nHost: api.coopr.test\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400},
+		{"TE and CL", "POST /v2/clusters HTTP/1.0\r\nHost: api.coopr.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc", 400},
+		{"keep-alive", "GET / HTTP/1.0\r\nHost: api.coopr.test\r\nConnection: keep-alive\r\n\r\n", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := dialTimeout(ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tc.raw)
+			br := bufio.NewReader(c)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			if res.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", res.StatusCode, tc.want)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Fatalf("after the answer: %v, want EOF", err)
+			}
+		})
+	}
+	if n := west.hits.Load(); n != 1 {
+		t.Fatalf("%d requests reached the backend, want 1", n)
+	}
+}

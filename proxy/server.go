@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"net"
 	"net/http"
+	"net/textproto"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +36,8 @@ func (p *Proxy) Server(addr string) *http.Server {
 		IdleTimeout:       c.IdleTimeout.D(),
 		MaxHeaderBytes:    c.MaxHeaderBytes,
 		ErrorLog:          discardLog,
+		ConnContext:       withConn,
+		ConnState:         dropFirst,
 	}
 }
 
@@ -50,11 +56,16 @@ const connLimitLogInterval = 10 * time.Second
 // connLimitLogInterval; coopr_gslb_proxy_connections_open counts the open
 // ones. The cap is read from the current snapshot at every accept, so a
 // reload changes it. Hijacked connections (WebSockets) count until closed.
+// Unless name is "https" (whose connections are TLS, served with ServeTLS),
+// the start of each connection is kept until its first request is seen, so
+// that an HTTP/1.0 request with a Transfer-Encoding can be refused (see
+// firstHeader).
 func (p *Proxy) Listener(ln net.Listener, name string) net.Listener {
 	return &limitListener{
 		Listener: ln,
 		p:        p,
 		name:     name,
+		sniff:    name != "https",
 		open:     p.metrics.connsOpen.WithLabelValues(name),
 		rejected: p.metrics.connsRejected.WithLabelValues(name),
 	}
@@ -64,6 +75,7 @@ type limitListener struct {
 	net.Listener
 	p        *Proxy
 	name     string
+	sniff    bool
 	n        atomic.Int64
 	open     prometheus.Gauge
 	rejected prometheus.Counter
@@ -79,7 +91,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		limit := int64(l.p.opts.Snapshot().Config.Proxy.MaxConnections)
 		if n := l.n.Add(1); limit <= 0 || n <= limit {
 			l.open.Inc()
-			return &limitedConn{Conn: c, l: l}, nil
+			return &limitedConn{Conn: c, l: l, sniff: l.sniff}, nil
 		}
 		l.n.Add(-1)
 		l.rejected.Inc()
@@ -102,17 +114,115 @@ func (l *limitListener) logRejected(limit int64) {
 		"listener", l.name, "max_connections", limit)
 }
 
-// limitedConn gives its slot back when it is closed, once.
+// limitedConn gives its slot back when it is closed, once. Until the first
+// request's handler looks (firstHeader), it keeps a copy of what its first
+// read returned.
 type limitedConn struct {
 	net.Conn
 	l      *limitListener
 	closed atomic.Bool
+
+	mu    sync.Mutex
+	sniff bool    // the first read is still to be kept
+	first *[]byte // what it returned, from firstReads
+}
+
+// firstReads lends the copies of first reads: they live from a
+// connection's first read to its first request's handler.
+var firstReads = sync.Pool{New: func() any { b := make([]byte, 0, maxFirstRead); return &b }}
+
+// maxFirstRead is how much of a first read is kept; a request whose header
+// block is longer cannot be checked (firstHeader).
+const maxFirstRead = 4 << 10
+
+func (c *limitedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.sniff && n > 0 {
+		c.mu.Lock()
+		if c.sniff {
+			c.sniff = false
+			b := firstReads.Get().(*[]byte)
+			*b = append((*b)[:0], p[:min(n, maxFirstRead)]...)
+			c.first = b
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// takeFirst returns what the connection's first read returned, once, and
+// nil after that (or for a TLS connection). Call release on it when done.
+func (c *limitedConn) takeFirst() *[]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sniff = false
+	b := c.first
+	c.first = nil
+	return b
+}
+
+func releaseFirst(b *[]byte) {
+	if b != nil {
+		firstReads.Put(b)
+	}
 }
 
 func (c *limitedConn) Close() error {
 	if !c.closed.Swap(true) {
 		c.l.n.Add(-1)
 		c.l.open.Dec()
+		releaseFirst(c.takeFirst())
 	}
 	return c.Conn.Close()
+}
+
+// connKey is the context key of a request's *limitedConn.
+type connKey struct{}
+
+// withConn is the servers' ConnContext: it lets the handler find the
+// connection a request came on.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if lc, ok := c.(*limitedConn); ok {
+		return context.WithValue(ctx, connKey{}, lc)
+	}
+	return ctx
+}
+
+// dropFirst is the servers' ConnState: once a connection's first request is
+// over, the copy of its first read is of no more use.
+func dropFirst(c net.Conn, s http.ConnState) {
+	if s == http.StateIdle || s == http.StateHijacked {
+		if lc, ok := c.(*limitedConn); ok {
+			releaseFirst(lc.takeFirst())
+		}
+	}
+}
+
+// firstHeader reports what r's connection says about r's header: whether
+// it held a Transfer-Encoding field, and whether that is known at all.
+// net/http deletes Transfer-Encoding from an HTTP/1.0 request and ignores it
+// (golang/go#12785), so the handler cannot see it; the kept first read of
+// the plain listener's connection, parsed again with net/textproto, can
+// tell for the connection's first request when its header block came in
+// one read of at most maxFirstRead bytes.
+func firstHeader(r *http.Request) (hasTE, known bool) {
+	lc, _ := r.Context().Value(connKey{}).(*limitedConn)
+	if lc == nil {
+		return false, false
+	}
+	b := lc.takeFirst()
+	if b == nil {
+		return false, false
+	}
+	defer releaseFirst(b)
+	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(*b)))
+	if _, err := tp.ReadLine(); err != nil {
+		return false, false
+	}
+	h, err := tp.ReadMIMEHeader()
+	if err != nil {
+		return false, false
+	}
+	_, hasTE = h["Transfer-Encoding"]
+	return hasTE, true
 }
