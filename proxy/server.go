@@ -91,7 +91,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		limit := int64(l.p.opts.Snapshot().Config.Proxy.MaxConnections)
 		if n := l.n.Add(1); limit <= 0 || n <= limit {
 			l.open.Inc()
-			return &limitedConn{Conn: c, l: l, sniff: l.sniff}, nil
+			lc := &limitedConn{Conn: c, l: l}
+			lc.sniff.Store(l.sniff)
+			return lc, nil
 		}
 		l.n.Add(-1)
 		l.rejected.Inc()
@@ -122,9 +124,8 @@ type limitedConn struct {
 	l      *limitListener
 	closed atomic.Bool
 
-	mu    sync.Mutex
-	sniff bool    // the first read is still to be kept
-	first *[]byte // what it returned, from firstReads
+	sniff atomic.Bool            // the first read is still to be kept
+	first atomic.Pointer[[]byte] // what it returned, from firstReads
 }
 
 // firstReads lends the copies of first reads: they live from a
@@ -137,15 +138,10 @@ const maxFirstRead = 4 << 10
 
 func (c *limitedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if c.sniff && n > 0 {
-		c.mu.Lock()
-		if c.sniff {
-			c.sniff = false
-			b := firstReads.Get().(*[]byte)
-			*b = append((*b)[:0], p[:min(n, maxFirstRead)]...)
-			c.first = b
-		}
-		c.mu.Unlock()
+	if n > 0 && c.sniff.Load() && c.sniff.CompareAndSwap(true, false) {
+		b := firstReads.Get().(*[]byte)
+		*b = append((*b)[:0], p[:min(n, maxFirstRead)]...)
+		c.first.Store(b)
 	}
 	return n, err
 }
@@ -153,12 +149,10 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 // takeFirst returns what the connection's first read returned, once, and
 // nil after that (or for a TLS connection). Call release on it when done.
 func (c *limitedConn) takeFirst() *[]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sniff = false
-	b := c.first
-	c.first = nil
-	return b
+	if c.sniff.Load() {
+		c.sniff.Store(false)
+	}
+	return c.first.Swap(nil)
 }
 
 func releaseFirst(b *[]byte) {
