@@ -5,7 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -91,27 +91,35 @@ type timedBody struct {
 	rc      io.ReadCloser
 	ctl     *http.ResponseController
 	timeout time.Duration
-	// ended is set when the handler returns: the connection may then carry
-	// the next request, whose deadlines are no longer this body's.
-	ended atomic.Bool
-	done  atomic.Bool // EOF or an error was seen; the deadline is cleared
+
+	// mu orders deadline changes with end: once the handler has returned,
+	// the connection may carry the next request (HTTP/1) or the stream's
+	// writer is gone (HTTP/2, where a late call would dereference nil), so
+	// no deadline may be touched after end.
+	mu    sync.Mutex
+	ended bool // the handler is returning
+	done  bool // EOF or an error was seen; the deadline is cleared
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
-	if b.done.Load() || b.ended.Load() {
+	if b.timeout <= 0 {
 		return b.rc.Read(p)
 	}
-	if b.timeout > 0 {
+	b.mu.Lock()
+	if !b.ended && !b.done {
 		_ = b.ctl.SetReadDeadline(time.Now().Add(b.timeout))
 	}
+	b.mu.Unlock()
 	n, err := b.rc.Read(p)
 	if err != nil {
-		b.done.Store(true)
-		if b.timeout > 0 && !b.ended.Load() && !errors.Is(err, os.ErrDeadlineExceeded) {
+		b.mu.Lock()
+		if !b.ended && !b.done && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// Leave no deadline behind for net/http's background read,
 			// which watches an HTTP/1 connection once its body is read.
 			_ = b.ctl.SetReadDeadline(time.Time{})
 		}
+		b.done = true
+		b.mu.Unlock()
 	}
 	return n, err
 }
@@ -119,13 +127,20 @@ func (b *timedBody) Read(p []byte) (int, error) {
 // Close does not close the client's body; net/http does after the handler.
 func (b *timedBody) Close() error { return nil }
 
-// end marks the request as finished: no read moves a deadline any more.
+// end is called by the handler before it returns: no read moves a deadline
+// any more.
 func (b *timedBody) end() {
-	if b.ended.Swap(true) || b.done.Load() || b.timeout <= 0 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
 		return
 	}
-	// The body was not read to its end (a backend answered early, or the
-	// try failed): net/http reads and discards some of what is left after
-	// the handler, which must not wait for a stalled client for ever.
-	_ = b.ctl.SetReadDeadline(time.Now().Add(b.timeout))
+	b.ended = true
+	if !b.done && b.timeout > 0 {
+		// The body was not read to its end (a backend answered early, or
+		// the try failed): net/http reads and discards some of what is left
+		// after the handler, which must not wait for a stalled client for
+		// ever.
+		_ = b.ctl.SetReadDeadline(time.Now().Add(b.timeout))
+	}
 }

@@ -352,3 +352,35 @@ func TestHTTP10TransferEncoding(t *testing.T) {
 		t.Fatalf("%d requests reached the backend, want 1", n)
 	}
 }
+
+// TestBodyTimeoutHTTP2: over HTTP/2 too, a stalled request body is cut
+// after proxy.body_timeout (the stream's read deadline), with 408.
+func TestBodyTimeoutHTTP2(t *testing.T) {
+	west := newBackend(t, "west", ok("west"))
+	e := newEnv(t, twoDC+"proxy: {body_timeout: 300ms}\n", map[string]string{"w": west.addr(), "e": closedAddr(t)}, envOptions{noFront: true})
+	front := httptest.NewUnstartedServer(e.proxy)
+	front.EnableHTTP2 = true
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte("abc")) }() // then nothing
+	req, _ := http.NewRequest("POST", front.URL+"/v2/clusters", pr)
+	req.Host = "api.coopr.test"
+	req.ContentLength = 1 << 20
+	start := time.Now()
+	res, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.ProtoMajor != 2 || res.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("%s %d, want HTTP/2 408", res.Proto, res.StatusCode)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("cut after %v, want about 300ms", d)
+	}
+	if n := west.hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the backend", n)
+	}
+}
