@@ -61,13 +61,15 @@ func (st *reqState) prepareBody() error {
 	// The buffer is not pooled: a Transport goroutine may still be reading
 	// it when the request ends (an answer that came before the whole body
 	// was sent).
-	buf, err := readUpTo(make([]byte, 0, min(limit+1, 512)), r.Body, limit+1)
+	buf, full, err := readUpTo(make([]byte, 0, min(limit+1, 512)), r.Body, limit+1, &st.p.buffered)
+	st.reserved = int64(cap(buf))
 	if err != nil {
 		return err
 	}
-	if int64(len(buf)) > limit {
-		// Only a body of unknown length gets here: keep what was read and
-		// stream the rest.
+	if full || int64(len(buf)) > limit {
+		// A body of unknown length over the limit, or any body while the
+		// proxy's buffers are full: keep what was read and stream the rest,
+		// without retries.
 		st.streamBody = &countingBody{rc: struct {
 			io.Reader
 			io.Closer
@@ -82,12 +84,27 @@ func (st *reqState) prepareBody() error {
 	return nil
 }
 
+// maxBufferedTotal bounds the request bodies buffered at once by all
+// requests together: past it, bodies stream (and are not retried) instead,
+// so that many clients sending almost all of a large body cannot pin
+// max_buffered_body each.
+const maxBufferedTotal = 256 << 20
+
 // readUpTo appends what r has to buf until EOF or max bytes in all,
-// growing buf as bytes arrive.
-func readUpTo(buf []byte, r io.Reader, max int64) ([]byte, error) {
+// growing buf as bytes arrive and counting its capacity in total. It stops
+// early, reporting full, when growing would take total past
+// maxBufferedTotal.
+func readUpTo(buf []byte, r io.Reader, max int64, total *atomic.Int64) (_ []byte, full bool, _ error) {
+	total.Add(int64(cap(buf)))
 	for int64(len(buf)) < max {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			old := cap(buf)
+			grown := append(buf, 0)[:len(buf)]
+			if total.Add(int64(cap(grown)-old)) > maxBufferedTotal {
+				total.Add(-int64(cap(grown) - old))
+				return buf, true, nil
+			}
+			buf = grown
 		}
 		room := buf[len(buf):cap(buf)]
 		if int64(len(room)) > max-int64(len(buf)) {
@@ -96,13 +113,13 @@ func readUpTo(buf []byte, r io.Reader, max int64) ([]byte, error) {
 		n, err := r.Read(room)
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return buf, nil
+			return buf, false, nil
 		}
 		if err != nil {
-			return buf, err
+			return buf, false, err
 		}
 	}
-	return buf, nil
+	return buf, false, nil
 }
 
 // rewindBody gives r back the body prepareBody buffered, for ReverseProxy

@@ -241,13 +241,20 @@ func TestBodyTimeout(t *testing.T) {
 // TestBodyGrowsWithBytes: a Content-Length is a claim; the buffer holds
 // what arrived.
 func TestBodyGrowsWithBytes(t *testing.T) {
-	buf, err := readUpTo(make([]byte, 0, 16), strings.NewReader("hello"), 1<<20+1)
-	if err != nil || string(buf) != "hello" || cap(buf) > 64 {
-		t.Fatalf("%q cap %d, %v", buf, cap(buf), err)
+	var total atomic.Int64
+	buf, full, err := readUpTo(make([]byte, 0, 16), strings.NewReader("hello"), 1<<20+1, &total)
+	if err != nil || full || string(buf) != "hello" || cap(buf) > 64 || total.Load() != int64(cap(buf)) {
+		t.Fatalf("%q cap %d, total %d, %v", buf, cap(buf), total.Load(), err)
 	}
-	buf, err = readUpTo(nil, strings.NewReader(strings.Repeat("x", 100)), 11)
+	buf, _, err = readUpTo(nil, strings.NewReader(strings.Repeat("x", 100)), 11, &total)
 	if err != nil || len(buf) != 11 {
 		t.Fatalf("limit: %d bytes, %v", len(buf), err)
+	}
+	// Past maxBufferedTotal for all requests together, buffering stops.
+	total.Store(maxBufferedTotal - 100)
+	buf, full, err = readUpTo(make([]byte, 0, 16), strings.NewReader(strings.Repeat("x", 1000)), 1<<20+1, &total)
+	if err != nil || !full || len(buf) > 128 || total.Load() > maxBufferedTotal {
+		t.Fatalf("over the total: %d bytes, full %v, total %d, %v", len(buf), full, total.Load(), err)
 	}
 }
 

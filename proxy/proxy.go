@@ -78,6 +78,8 @@ type Proxy struct {
 	// flushIdle asks the watcher to close idle upstream connections: a
 	// reload removed an endpoint, whose pooled connections must go.
 	flushIdle atomic.Bool
+	// buffered counts the bytes of request-body buffers held (readUpTo).
+	buffered atomic.Int64
 
 	streams streamSet
 
@@ -239,6 +241,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) finish(st *reqState) {
 	if st.timed != nil {
 		st.timed.end()
+	}
+	if st.reserved != 0 {
+		p.buffered.Add(-st.reserved)
 	}
 	if st.cancel != nil {
 		st.cancel()

@@ -76,6 +76,9 @@ type reqState struct {
 	// timed bounds the pauses of the client's body (proxy.body_timeout);
 	// nil without a body.
 	timed *timedBody
+	// reserved is the capacity of the body's buffer, counted in
+	// Proxy.buffered until the request ends.
+	reserved int64
 
 	// The outcome.
 	served *targetView
