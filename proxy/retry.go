@@ -140,6 +140,10 @@ func newAttempt(a *attempt) {
 	}
 }
 
+// errTooMany1xx ends a try whose backend sent more than max1xx
+// informational answers.
+var errTooMany1xx = errors.New("proxy: too many 1xx informational answers from upstream")
+
 func (a *attempt) expire() {
 	if a.phase.CompareAndSwap(phaseWaiting, phaseExpired) {
 		a.cancel()
@@ -246,6 +250,11 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 		// context the body would be read under: the answer is lost.
 		res.Body.Close()
 		res, err = nil, context.DeadlineExceeded
+	}
+	if err == nil && a.too1xx.Load() {
+		// The cancel raced the final answer, which may have won.
+		res.Body.Close()
+		res, err = nil, errTooMany1xx
 	}
 
 	if err != nil {
