@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -389,5 +391,41 @@ func TestBodyTimeoutHTTP2(t *testing.T) {
 	}
 	if n := west.hits.Load(); n != 0 {
 		t.Fatalf("%d requests reached the backend", n)
+	}
+}
+
+// TestUpstreamTLSPlugsIn: a target whose Transport comes from forTLS with a
+// *tls.Config reaches a TLS backend over https, verifying its certificate;
+// upstream TLS only has to set it in buildView.
+func TestUpstreamTLSPlugsIn(t *testing.T) {
+	west := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			t.Error("the backend was reached without TLS")
+		}
+		io.WriteString(w, "west over tls")
+	}))
+	t.Cleanup(west.Close)
+	e := newEnv(t, twoDC, map[string]string{"w": west.Listener.Addr().String(), "e": closedAddr(t)}, envOptions{})
+	good := west.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	v := e.proxy.currentView()
+	set := func(tc *tls.Config) {
+		for _, sv := range v.services {
+			for _, tv := range sv.targets {
+				tv.rt, tv.scheme = e.proxy.upstreams.forTLS(tc)
+			}
+		}
+	}
+	set(good)
+	if code, body, _ := e.call("GET", "api.coopr.test", "/", nil, nil); code != 200 || body != "west over tls" {
+		t.Fatalf("with the right roots: %d %q", code, body)
+	}
+	// Roots that do not sign the backend's certificate: no answer.
+	set(&tls.Config{RootCAs: x509.NewCertPool()})
+	if code, _, _ := e.call("GET", "api.coopr.test", "/", nil, nil); code < 500 {
+		t.Fatalf("with the wrong roots: %d, want a 5xx", code)
+	}
+	e.proxy.upstreams.retain(nil)
+	if n := len(e.proxy.upstreams.byTLS); n != 0 {
+		t.Fatalf("%d TLS transports kept after retain(nil)", n)
 	}
 }
