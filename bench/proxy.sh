@@ -22,12 +22,30 @@
 # each contender's own CPU time per request (user+system, from /proc), which
 # drifts far less than req/s when other work shares the machine.
 #
+# "bench/proxy.sh tls" (or MODE=tls) measures the TLS path instead, as
+# production runs it: every proxy serves HTTPS with the same self-signed
+# ECDSA P-256 certificate for api.coopr.example.com (HAProxy "ssl crt ...
+# alpn h2,http/1.1", nginx "ssl http2", Caddy "tls cert key", coopr-gslb
+# tls.certificates) in front of the same plain-HTTP DCs, under three loads:
+#
+#   keepalive    wrk -t2 -c64, HTTP/1.1 keep-alive over TLS
+#   handshake    wrk -t2 -c16 -H "Connection: close": a full TLS handshake
+#                per request
+#   h2           h2load -c16 -m8 (Debian nghttp2-client), HTTP/2
+#
+# The table then shows each peer's req/s as a ratio to coopr-gslb's in the
+# same round (there is no "direct" over TLS). wrk sends no SNI to an IP
+# address, so the run adds "127.0.0.1 api.coopr.example.com" to /etc/hosts
+# (and removes it at exit) and the URLs use the name.
+#
 # Environment:
+#   MODE=plain      plain or tls (or the first argument)
 #   ROUNDS=3        rounds of every contender
 #   DURATION=10     seconds per wrk run (-d)
 #   THREADS=2       wrk threads (-t)
 #   CONNECTIONS=64  wrk connections (-c)
-#   CONTENDERS="direct coopr-gslb haproxy nginx caddy"
+#   CONTENDERS="direct coopr-gslb haproxy nginx caddy" (tls: no direct)
+#   LOADS="keepalive handshake h2"  the TLS loads to run
 #   BASE_PORT=18460 loopback ports used: BASE_PORT+1..2 the DCs, +11..+14 the proxies
 #   GSLB_BIN=path   use this binary instead of building the repository's
 #   KEEP_TMP=1      keep the working directory (configs, logs, wrk output)
@@ -35,14 +53,25 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+MODE=${1:-${MODE:-plain}}
+[[ $MODE == plain || $MODE == tls ]] || {
+	echo "usage: bench/proxy.sh [plain|tls]" >&2
+	exit 2
+}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
-CONTENDERS=${CONTENDERS:-"direct coopr-gslb haproxy nginx caddy"}
+if [[ $MODE == tls ]]; then
+	CONTENDERS=${CONTENDERS:-"coopr-gslb haproxy nginx caddy"}
+else
+	CONTENDERS=${CONTENDERS:-"direct coopr-gslb haproxy nginx caddy"}
+fi
+LOADS=${LOADS:-"keepalive handshake h2"}
 bench_init coopr-proxybench
 
 HOST=api.bench.example.com
+[[ $MODE == tls ]] && HOST=api.coopr.example.com
 URL_PATH=/v2/clusters
 BASE_PORT=${BASE_PORT:-18460}
 DC1=127.0.0.1:$((BASE_PORT + 1))
@@ -54,11 +83,48 @@ declare -A ADDR=(
 	[nginx]=127.0.0.1:$((BASE_PORT + 13))
 	[caddy]=127.0.0.1:$((BASE_PORT + 14))
 )
+if [[ $MODE == tls ]]; then
+	ADDR[coopr-gslb]=127.0.0.1:$((BASE_PORT + 21))
+	ADDR[haproxy]=127.0.0.1:$((BASE_PORT + 22))
+	ADDR[nginx]=127.0.0.1:$((BASE_PORT + 23))
+	ADDR[caddy]=127.0.0.1:$((BASE_PORT + 24))
+fi
+HOSTS_LINE="127.0.0.1 $HOST # bench/proxy.sh tls"
+
+# url NAME is the URL a load tool and ready use for a contender.
+url() {
+	if [[ $MODE == tls ]]; then
+		echo "https://$HOST:${ADDR[$1]##*:}$URL_PATH"
+	else
+		echo "http://${ADDR[$1]}$URL_PATH"
+	fi
+}
+
+# make_cert writes the one certificate every TLS contender serves:
+# $TMP/cert.pem, $TMP/key.pem, and both in $TMP/both.pem for HAProxy.
+make_cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
+		-keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null || die "openssl could not make a certificate"
+	cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
+}
+
+# add_hosts_entry points $HOST at loopback for the run, so that wrk sends
+# SNI; remove_hosts_entry (at exit) takes the line out again.
+add_hosts_entry() {
+	grep -qF "$HOSTS_LINE" /etc/hosts || echo "$HOSTS_LINE" >>/etc/hosts
+}
+remove_hosts_entry() {
+	local kept
+	kept=$(grep -vF "$HOSTS_LINE" /etc/hosts || true)
+	printf '%s\n' "$kept" >/etc/hosts
+}
 
 # install_packages installs what is missing; install_missing keeps the
 # packages' own services from starting on port 80 during the install.
 install_packages() {
 	want_cmd wrk haproxy nginx caddy curl
+	[[ $MODE == tls ]] && want_cmd h2load:nghttp2-client openssl
 	install_missing haproxy nginx caddy
 }
 
@@ -81,11 +147,20 @@ setup_direct() { PID[direct]=${PID[simdcs]}; }
 
 setup_coopr_gslb() {
 	build_gslb
+	local listen="  http: \"${ADDR[coopr-gslb]}\""
+	local tls=""
+	if [[ $MODE == tls ]]; then
+		listen="  https: \"${ADDR[coopr-gslb]}\""
+		tls="tls:
+  certificates:
+    - {cert: \"$TMP/cert.pem\", key: \"$TMP/key.pem\"}"
+	fi
 	cat >"$TMP/gslb.yaml" <<EOF
 listen:
-  http: "${ADDR[coopr-gslb]}"
+$listen
   dns: ""
   admin: ""
+$tls
 health:
   interval: 1s
   timeout: 800ms
@@ -129,7 +204,7 @@ defaults
     option redispatch 1
     retry-on conn-failure empty-response response-timeout
 frontend fe
-    bind ${ADDR[haproxy]}
+    bind ${ADDR[haproxy]}$([[ $MODE == tls ]] && echo " ssl crt $TMP/both.pem alpn h2,http/1.1")
     default_backend dcs
 backend dcs
     option httpchk GET /status
@@ -166,7 +241,8 @@ http {
         keepalive 64;
     }
     server {
-        listen ${ADDR[nginx]};
+        listen ${ADDR[nginx]}$([[ $MODE == tls ]] && echo " ssl http2");
+$([[ $MODE == tls ]] && printf '        ssl_certificate %s;\n        ssl_certificate_key %s;\n' "$TMP/cert.pem" "$TMP/key.pem")
         location / {
             proxy_pass http://dcs;
             proxy_http_version 1.1;
@@ -191,8 +267,9 @@ setup_caddy() {
 	admin off
 	auto_https off
 }
-http://:${ADDR[caddy]##*:} {
+$([[ $MODE == tls ]] && echo "https://$HOST:${ADDR[caddy]##*:}" || echo "http://:${ADDR[caddy]##*:}") {
 	bind ${ADDR[caddy]%:*}
+$([[ $MODE == tls ]] && echo "	tls $TMP/cert.pem $TMP/key.pem")
 	reverse_proxy $DC1 $DC2 {
 		lb_policy first
 		health_uri /status
@@ -212,7 +289,7 @@ EOF
 ready() {
 	local name=$1 deadline=$((SECONDS + 30)) body=""
 	while ((SECONDS < deadline)); do
-		body=$(curl -fsS -m 2 -H "Host: $HOST" "http://${ADDR[$name]}$URL_PATH" 2>/dev/null || true)
+		body=$(curl -fsS -k -m 2 -H "Host: $HOST" "$(url "$name")" 2>/dev/null || true)
 		if [[ $body == *'"dc":"dc1"'* ]]; then
 			return 0
 		fi
@@ -227,11 +304,31 @@ ready() {
 # CPU_US", errors counting socket errors and non-2xx/3xx answers, CPU_US
 # the contender's own CPU time per request in microseconds (for direct, the
 # simulator's). CPU per request drifts far less than req/s on a busy machine.
+# With a third argument (tls mode) it runs that load: keepalive, handshake
+# (Connection: close) or h2 (h2load, which reports no p99: 0).
 measure() {
-	local name=$1 out=$TMP/wrk-$1-$2.txt before after
+	local name=$1 out=$TMP/wrk-$1-$2${3:+-$3}.txt before after
 	before=$(cpu_ticks "${PID[$name]}")
-	wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST" \
-		"http://${ADDR[$name]}$URL_PATH" >"$out" 2>&1 || true
+	case ${3:-keepalive} in
+	keepalive)
+		wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST" \
+			"$(url "$name")" >"$out" 2>&1 || true
+		;;
+	handshake)
+		wrk -t"$THREADS" -c16 -d"${DURATION}s" --latency -H "Host: $HOST" -H "Connection: close" \
+			"$(url "$name")" >"$out" 2>&1 || true
+		;;
+	h2)
+		h2load -c16 -m8 -D "$DURATION" "$(url "$name")" >"$out" 2>&1 || true
+		after=$(cpu_ticks "${PID[$name]}")
+		awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+			/^finished in/ { rps = $4; gsub(/,/, "", rps) }
+			/^requests:/ { n = $8; errs = $10 + $12 } # failed (non-2xx included), errored
+			END { printf "%.0f 0 %d %.1f\n", rps, errs, (n > 0) ? ticks * 1e6 / hz / n : 0 }
+		' "$out"
+		return
+		;;
+	esac
 	after=$(cpu_ticks "${PID[$name]}")
 	awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
 		function ms(v) {
@@ -254,13 +351,70 @@ machine_notes() {
 	echo "machine: $(cpu_desc), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 	echo "load average before: $LOAD_BEFORE; after: $(loadavg)"
 	echo "versions: $(version_of wrk); $(version_of haproxy); nginx version: $(version_of nginx); $(version_of caddy); $(version_of go)"
-	echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, GET $URL_PATH, $ROUNDS rounds"
+	if [[ $MODE == tls ]]; then
+		echo "TLS (ECDSA P-256), loads: $LOADS; ${DURATION}s each, GET $URL_PATH, $ROUNDS rounds; $(version_of_h2load)"
+	else
+		echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, GET $URL_PATH, $ROUNDS rounds"
+	fi
+}
+
+version_of_h2load() { h2load --version 2>/dev/null | head -1 || echo "h2load ?"; }
+
+# main_tls runs the TLS loads, interleaved per round and load, and prints
+# each peer's req/s over coopr-gslb's within the round, then the medians,
+# and the issue's targets (>= 2x Caddy, >= 0.6x HAProxy on every load).
+main_tls() {
+	local live=("$@") round load name rps p99 errs cpu
+	declare -gA TRES
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for load in $LOADS; do
+			for name in "${live[@]}"; do
+				read -r rps p99 errs cpu < <(measure "$name" "$round" "$load")
+				TRES[$name-$load,$round,rps]=$rps
+				TRES[$name-$load,$round,cpu]=$cpu
+				TRES[$name-$load,$round,errs]=$errs
+				log "round $round, $load: $name $rps req/s, p99 $p99 ms, $errs errors, $cpu us CPU/req"
+			done
+		done
+	done
+	echo
+	machine_notes
+	echo
+	printf '| %-9s | %-10s | %9s | %12s | %11s | %6s |\n' load contender "med req/s" "x coopr-gslb" "CPU us/req" errors
+	printf '| %-9s | %-10s | %9s | %12s | %11s | %6s |\n' --------- ---------- --------- ------------ ----------- ------
+	for load in $LOADS; do
+		for name in "${live[@]}"; do
+			printf '| %-9s | %-10s | %9.0f | %12s | %11.1f | %6s |\n' "$load" "$name" \
+				"$(per_round TRES "$name-$load" rps | median)" \
+				"$(median_ratio TRES "$name-$load" "coopr-gslb-$load" rps)" \
+				"$(per_round TRES "$name-$load" cpu | median)" \
+				"$(per_round TRES "$name-$load" errs | awk '{ s += $1 } END { print s + 0 }')"
+		done
+	done
+	[[ " ${live[*]} " == *" coopr-gslb "* ]] || return 0
+	echo
+	local peer r want verdict
+	for load in $LOADS; do
+		for peer in haproxy caddy; do
+			[[ " ${live[*]} " == *" $peer "* ]] || continue
+			r=$(median_ratio TRES "coopr-gslb-$load" "$peer-$load" rps)
+			want=0.6
+			[[ $peer == caddy ]] && want=2.0
+			verdict=$(awk -v r="$r" -v w="$want" 'BEGIN { print (r >= w) ? "met" : "MISSED" }')
+			printf '%-9s coopr-gslb req/s / %-8s %.2f  (target >= %s: %s)\n' "$load" "$peer" "$r" "$want" "$verdict"
+		done
+	done
 }
 
 main() {
 	command -v go >/dev/null || die "go is required to build coopr-gslb"
 	install_packages
 	LOAD_BEFORE=$(loadavg)
+	if [[ $MODE == tls ]]; then
+		make_cert
+		trap 'remove_hosts_entry; bench_cleanup' EXIT
+		add_hosts_entry
+	fi
 	start_backends
 
 	local name
@@ -276,6 +430,10 @@ main() {
 	done
 	local live=()
 	keep_ready live
+	if [[ $MODE == tls ]]; then
+		main_tls "${live[@]}"
+		return
+	fi
 	[[ " ${live[*]} " == *" direct "* ]] || log "direct is not measured: ratios will be empty"
 
 	log "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $ROUNDS rounds of: ${live[*]}"

@@ -32,11 +32,22 @@ type Proxy struct {
 
 	DialTimeout           Duration `yaml:"dial_timeout"`
 	ResponseHeaderTimeout Duration `yaml:"response_header_timeout"`
-	// The listeners and upstream pools take these at start.
+	// The listeners and upstream pools take the restart-only ones at start.
 	IdleTimeout       Duration `yaml:"idle_timeout" reload:"restart"`
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout" reload:"restart"`
 	MaxHeaderBytes    int      `yaml:"max_header_bytes" reload:"restart"`
 	ShutdownTimeout   Duration `yaml:"shutdown_timeout" reload:"restart"`
+	// BodyTimeout is the longest pause between two reads of a request body;
+	// a client that sends nothing for longer is cut off (408). Zero means 10s.
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// MaxConnections caps the client connections open at once on each
+	// listener (listen.http and listen.https each); connections beyond it are
+	// closed as soon as they are accepted. Zero means 10000.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxResponseHeaderBytes bounds the header block of a backend's answer
+	// (informational answers included); a larger one is answered 502. Zero
+	// means 1 MiB.
+	MaxResponseHeaderBytes int64 `yaml:"max_response_header_bytes" reload:"restart"`
 
 	Outlier Outlier `yaml:"outlier"`
 	// SlowStart ramps a DC that comes back (after rise) from no share to its
@@ -148,6 +159,13 @@ func (c *Config) fillProxyDefaults() {
 		p.MaxHeaderBytes = 64 << 10
 	}
 	setDur(&p.ShutdownTimeout, 15*time.Second)
+	setDur(&p.BodyTimeout, 10*time.Second)
+	if p.MaxConnections == 0 {
+		p.MaxConnections = 10000
+	}
+	if p.MaxResponseHeaderBytes == 0 {
+		p.MaxResponseHeaderBytes = 1 << 20
+	}
 	p.Retry = p.Retry.over(Retry{Attempts: 3, Deadline: Duration(10 * time.Second), BudgetPercent: 20, MinRetries: 3})
 	if p.Outlier.ConsecutiveFailures == 0 {
 		p.Outlier.ConsecutiveFailures = 3
@@ -269,6 +287,7 @@ func (v *validator) proxy() {
 		{"proxy.idle_timeout", p.IdleTimeout},
 		{"proxy.read_header_timeout", p.ReadHeaderTimeout},
 		{"proxy.shutdown_timeout", p.ShutdownTimeout},
+		{"proxy.body_timeout", p.BodyTimeout},
 		{"proxy.outlier.ejection", p.Outlier.Ejection},
 	} {
 		if d.d <= 0 {
@@ -277,6 +296,12 @@ func (v *validator) proxy() {
 	}
 	if p.MaxHeaderBytes < 4096 {
 		v.errorf("proxy.max_header_bytes", "%d is too small; at least 4096 bytes are needed for ordinary requests", p.MaxHeaderBytes)
+	}
+	if p.MaxConnections < 1 {
+		v.errorf("proxy.max_connections", "must be at least 1")
+	}
+	if p.MaxResponseHeaderBytes < 4096 {
+		v.errorf("proxy.max_response_header_bytes", "%d is too small; at least 4096 bytes are needed for ordinary answers", p.MaxResponseHeaderBytes)
 	}
 	if p.Outlier.ConsecutiveFailures < 1 {
 		v.errorf("proxy.outlier.consecutive_failures", "must be at least 1")

@@ -93,8 +93,8 @@ func TestUpstreamTLSProbes(t *testing.T) {
 	}
 	copyCA(good)
 
-	admin := freePort(t)
-	cfg := fmt.Sprintf(`listen: {http: "", dns: "", admin: %q}
+	admin, httpAddr := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`listen: {http: %q, dns: "", admin: %q}
 health: {interval: 300ms, timeout: 250ms, rise: 1, fall: 1}
 datacenters:
   - name: east
@@ -119,7 +119,7 @@ services:
     hostnames: ["api.coopr.example.com"]
     check: {type: http, path: /status, expect_body: "OK"}
     upstream_tls: {ca_file: %q, server_name: api.backend.internal}
-`, admin, east.Servers()[0].Addr(), client.CertFile, client.KeyFile,
+`, httpAddr, admin, east.Servers()[0].Addr(), client.CertFile, client.KeyFile,
 		west.Servers()[0].Addr(), westCA, client.CertFile, client.KeyFile,
 		north.Servers()[0].Addr(), good.CAFile)
 	g := startGSLB(t, cfg, admin)
@@ -141,6 +141,23 @@ services:
 	}
 	if east.Servers()[0].Requests() == 0 {
 		t.Error("east's simulator saw no request: the probe did not get through mTLS")
+	}
+
+	// The proxy reaches east over the same mTLS (the simulator speaks
+	// nothing else): a proxied GET is answered by east.
+	before := east.Servers()[0].Requests()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+httpAddr+"/v2/clusters", nil)
+	req.Host = "api.coopr.example.com"
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("X-Coopr-GSLB-DC") != "east" {
+		t.Errorf("proxied GET over upstream TLS: %d from %q, want 200 from east", res.StatusCode, res.Header.Get("X-Coopr-GSLB-DC"))
+	}
+	if east.Servers()[0].Requests() == before {
+		t.Error("east's simulator saw no proxied request")
 	}
 
 	// A reload reads the CA file again: now it trusts west's CA.

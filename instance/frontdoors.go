@@ -132,11 +132,19 @@ func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 	// The proxy checks proxy.access_log per request, so a reload can turn it
 	// on or off; it always gets the logger.
 	accessLog := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key})
+	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key, Events: d.log})
 	if err != nil {
 		return f, err
 	}
 	f.px = px
+	// The proxy counts and caps client connections per listener
+	// (proxy.max_connections).
+	if httpLn != nil {
+		httpLn = px.Listener(httpLn, "http")
+	}
+	if httpsLn != nil {
+		httpsLn = px.Listener(httpsLn, "https")
+	}
 	errorLog := slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)
 	if httpsLn != nil {
 		tlsCfg, err := proxy.NewTLS(cfg, proxy.TLSOptions{HTTPAddr: f.http, HTTPSAddr: f.https, Snapshot: d.snapshot, Logger: d.log})

@@ -238,7 +238,8 @@ admin: {state_dir: "{admin.state_dir}", token_file: "{admin.token_file}", read_r
   allowed_hosts: ["{admin.allowed_hosts}"], read_timeout: {admin.read_timeout}, write_timeout: {admin.write_timeout},
   idle_timeout: {admin.idle_timeout}, max_connections: {admin.max_connections}}
 proxy: {affinity_key_file: "{proxy.affinity_key_file}", idle_timeout: {proxy.idle_timeout}, read_header_timeout: {proxy.read_header_timeout},
-  max_header_bytes: {proxy.max_header_bytes}, shutdown_timeout: {proxy.shutdown_timeout}}
+  max_header_bytes: {proxy.max_header_bytes}, shutdown_timeout: {proxy.shutdown_timeout},
+  max_response_header_bytes: {proxy.max_response_header_bytes}}
 tls:
   certificates:
     - {cert: /etc/coopr-gslb/cert.pem, key: /etc/coopr-gslb/key.pem}
@@ -257,29 +258,30 @@ func TestReloadEveryRestartKeyTwice(t *testing.T) {
 	}
 	// Three values per key: as started, first change, second change.
 	values := map[string][3]string{
-		"listen.http":               {"127.0.0.1:18080", "127.0.0.1:18081", "127.0.0.1:18082"},
-		"listen.https":              {"127.0.0.1:18443", "127.0.0.1:18444", "127.0.0.1:18445"},
-		"listen.dns":                {"127.0.0.1:18053", "127.0.0.1:18054", "127.0.0.1:18055"},
-		"listen.admin":              {"127.0.0.1:19090", "127.0.0.1:19091", "127.0.0.1:19092"},
-		"dns.udp_sockets":           {"1", "2", "3"},
-		"admin.state_dir":           {filepath.Join(dir, "s0"), filepath.Join(dir, "s1"), filepath.Join(dir, "s2")},
-		"admin.token_file":          {file("t0"), file("t1"), file("t2")},
-		"admin.read_requires_token": {"false", "true", "true"},
-		"admin.allowed_hosts":       {"a.example.com", "b.example.com", "c.example.com"},
-		"admin.read_timeout":        {"10s", "11s", "12s"},
-		"admin.write_timeout":       {"30s", "31s", "32s"},
-		"admin.idle_timeout":        {"60s", "61s", "62s"},
-		"admin.max_connections":     {"256", "257", "258"},
-		"proxy.affinity_key_file":   {file("k0"), file("k1"), file("k2")},
-		"proxy.idle_timeout":        {"90s", "91s", "92s"},
-		"proxy.read_header_timeout": {"10s", "11s", "12s"},
-		"proxy.max_header_bytes":    {"65536", "65537", "65538"},
-		"proxy.shutdown_timeout":    {"15s", "16s", "17s"},
-		"tls.acme.email":            {"a@coopr.example.com", "b@coopr.example.com", "c@coopr.example.com"},
-		"tls.acme.ca":               {"https://a.example.com/dir", "https://b.example.com/dir", "https://c.example.com/dir"},
-		"tls.acme.ca_root":          {file("r0"), file("r1"), file("r2")},
-		"tls.acme.storage":          {filepath.Join(dir, "a0"), filepath.Join(dir, "a1"), filepath.Join(dir, "a2")},
-		"tls.acme.on_demand":        {"false", "true", "true"},
+		"listen.http":                     {"127.0.0.1:18080", "127.0.0.1:18081", "127.0.0.1:18082"},
+		"listen.https":                    {"127.0.0.1:18443", "127.0.0.1:18444", "127.0.0.1:18445"},
+		"listen.dns":                      {"127.0.0.1:18053", "127.0.0.1:18054", "127.0.0.1:18055"},
+		"listen.admin":                    {"127.0.0.1:19090", "127.0.0.1:19091", "127.0.0.1:19092"},
+		"dns.udp_sockets":                 {"1", "2", "3"},
+		"admin.state_dir":                 {filepath.Join(dir, "s0"), filepath.Join(dir, "s1"), filepath.Join(dir, "s2")},
+		"admin.token_file":                {file("t0"), file("t1"), file("t2")},
+		"admin.read_requires_token":       {"false", "true", "true"},
+		"admin.allowed_hosts":             {"a.example.com", "b.example.com", "c.example.com"},
+		"admin.read_timeout":              {"10s", "11s", "12s"},
+		"admin.write_timeout":             {"30s", "31s", "32s"},
+		"admin.idle_timeout":              {"60s", "61s", "62s"},
+		"admin.max_connections":           {"256", "257", "258"},
+		"proxy.affinity_key_file":         {file("k0"), file("k1"), file("k2")},
+		"proxy.idle_timeout":              {"90s", "91s", "92s"},
+		"proxy.read_header_timeout":       {"10s", "11s", "12s"},
+		"proxy.max_header_bytes":          {"65536", "65537", "65538"},
+		"proxy.shutdown_timeout":          {"15s", "16s", "17s"},
+		"proxy.max_response_header_bytes": {"1048576", "1048577", "1048578"},
+		"tls.acme.email":                  {"a@coopr.example.com", "b@coopr.example.com", "c@coopr.example.com"},
+		"tls.acme.ca":                     {"https://a.example.com/dir", "https://b.example.com/dir", "https://c.example.com/dir"},
+		"tls.acme.ca_root":                {file("r0"), file("r1"), file("r2")},
+		"tls.acme.storage":                {filepath.Join(dir, "a0"), filepath.Join(dir, "a1"), filepath.Join(dir, "a2")},
+		"tls.acme.on_demand":              {"false", "true", "true"},
 	}
 	// The tags are the list: a key tagged later must be added here.
 	all := RestartOnlyKeys()

@@ -40,50 +40,90 @@ func keepAnswer(res *http.Response) (*http.Response, bool) {
 
 // prepareBody buffers a request body up to proxy.max_buffered_body so that
 // it can be sent again (rewindBody); a larger body streams through once.
+// The buffer grows with the bytes that arrive, whatever Content-Length
+// promises: a client that announces a megabyte and sends nothing costs
+// nothing. Every read is bounded by proxy.body_timeout (timedBody).
 func (st *reqState) prepareBody() error {
 	r := st.in
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
+	st.timed = &timedBody{rc: r.Body, ctl: http.NewResponseController(st.rw.ResponseWriter), timeout: st.v.cfg.BodyTimeout.D()}
+	r.Body = st.timed
 	limit := st.v.maxBody
 	if r.ContentLength > limit {
 		st.streamBody = &countingBody{rc: r.Body}
 		r.Body = st.streamBody
 		return nil
 	}
-	var buf []byte
-	if r.ContentLength > 0 {
-		buf = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return err
-		}
-	} else {
-		// Unknown length: read one byte past the limit to learn which side
-		// of it the body is.
-		var b bytes.Buffer
-		n, err := b.ReadFrom(io.LimitReader(r.Body, limit+1))
-		if err != nil {
-			return err
-		}
-		if n > limit {
-			st.streamBody = &countingBody{rc: struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(b.Bytes()), r.Body), r.Body}}
-			r.Body = st.streamBody
-			return nil
-		}
-		buf = b.Bytes()
-		// Send it with a Content-Length: backends handle that best.
-		r.TransferEncoding = nil
+	// Read one byte past the limit to learn which side of it a body of
+	// unknown length is.
+	// The buffer is not pooled: a Transport goroutine may still be reading
+	// it when the request ends (an answer that came before the whole body
+	// was sent).
+	buf, full, err := readUpTo(make([]byte, 0, min(limit+1, 512)), r.Body, limit+1, &st.p.buffered)
+	st.reserved = int64(cap(buf))
+	if err != nil {
+		return err
+	}
+	if full || int64(len(buf)) > limit {
+		// A body of unknown length over the limit, or any body while the
+		// proxy's buffers are full: keep what was read and stream the rest,
+		// without retries.
+		st.streamBody = &countingBody{rc: struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}}
+		r.Body = st.streamBody
+		return nil
 	}
 	st.body = buf
+	// Send it with a Content-Length: backends handle that best.
+	r.TransferEncoding = nil
 	r.ContentLength = int64(len(buf))
 	return nil
 }
 
+// maxBufferedTotal bounds the request bodies buffered at once by all
+// requests together: past it, bodies stream (and are not retried) instead,
+// so that many clients sending almost all of a large body cannot pin
+// max_buffered_body each.
+const maxBufferedTotal = 256 << 20
+
+// readUpTo appends what r has to buf until EOF or max bytes in all,
+// growing buf as bytes arrive and counting its capacity in total. It stops
+// early, reporting full, when growing would take total past
+// maxBufferedTotal.
+func readUpTo(buf []byte, r io.Reader, max int64, total *atomic.Int64) (_ []byte, full bool, _ error) {
+	total.Add(int64(cap(buf)))
+	for int64(len(buf)) < max {
+		if len(buf) == cap(buf) {
+			old := cap(buf)
+			grown := append(buf, 0)[:len(buf)]
+			if total.Add(int64(cap(grown)-old)) > maxBufferedTotal {
+				total.Add(-int64(cap(grown) - old))
+				return buf, true, nil
+			}
+			buf = grown
+		}
+		room := buf[len(buf):cap(buf)]
+		if int64(len(room)) > max-int64(len(buf)) {
+			room = room[:max-int64(len(buf))]
+		}
+		n, err := r.Read(room)
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, false, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+	return buf, false, nil
+}
+
 // rewindBody gives r back the body prepareBody buffered, for ReverseProxy
-// to send. The direct path writes st.body itself and does not need it.
+// to send.
 func (st *reqState) rewindBody() {
 	if st.body == nil {
 		return

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/routing"
+	"github.com/coopr-gslb/coopr-gslb/upstreamtls"
 )
 
 // endpoint is the proxy's state of one endpoint of one service in one DC. It
@@ -31,9 +33,6 @@ type endpoint struct {
 	// wasEjected is set by an ejection and cleared by the first success
 	// after it, so that each recovery is reported once.
 	wasEjected atomic.Bool
-
-	// conns are the idle keep-alive connections of the lean client.
-	conns connPool
 }
 
 // endEjectionIfProbedUp ends an ejection when active health checks saw the
@@ -152,6 +151,10 @@ type targetView struct {
 	// serving to pinned sessions.
 	pinnedEps []*endpoint
 	pool      *pool
+	// rt carries the requests to this DC's endpoints, with scheme "http" or
+	// "https": the Transport of the (service, DC)'s upstream TLS settings.
+	rt     *http.Transport
+	scheme string
 	// dcValue is the DC header's value, shared by every answer: header
 	// values are only read after the answer is decorated.
 	dcValue []string
@@ -211,6 +214,26 @@ func (p *Proxy) currentView() *view {
 	return v
 }
 
+// upstreamTLS returns the client TLS configurations of cfg's upstream_tls
+// settings, built once per configuration (snapshots of one configuration
+// share them, so their Transports and pooled connections survive health
+// changes); p.viewMu must be held. The files were read and checked when cfg
+// was loaded; should building still fail, the affected endpoints are dialed
+// over TLS that verifies against an empty pool, so they fail closed and
+// never get the request in clear text.
+func (p *Proxy) upstreamTLS(cfg *config.Config) *upstreamtls.Set {
+	if p.tlsCfg == cfg {
+		return p.tlsSet
+	}
+	set, err := upstreamtls.Build(cfg)
+	if err != nil {
+		p.opts.Events.Error("upstream_tls: endpoints fail closed", "error", err)
+		set = upstreamtls.FailClosed(cfg)
+	}
+	p.tlsCfg, p.tlsSet = cfg, set
+	return set
+}
+
 // buildView derives a view from snap; p.viewMu must be held.
 func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 	pc := &snap.Config.Proxy
@@ -241,6 +264,8 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 	// Keep only the state of what this snapshot names, so that a reload that
 	// removes an endpoint forgets it.
 	next := store{endpoints: map[string]*endpoint{}, pools: map[string]*pool{}, services: map[string]*serviceState{}}
+	usedTLS := map[*tls.Config]bool{}
+	tlsSet := p.upstreamTLS(snap.Config)
 	for _, svc := range snap.Services {
 		sc := svc.Config
 		sv := &serviceView{
@@ -276,6 +301,13 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 			}
 			next.pools[pk] = pl
 			tv := &targetView{t: st.Target, status: st, dc: st.Name, pool: pl, dcValue: []string{st.Name}}
+			// With the (service, DC)'s upstream_tls (nil for plain HTTP),
+			// forTLS returns its own Transport and the scheme https.
+			tc := tlsSet.For(svc.Name, st.Name)
+			tv.rt, tv.scheme = p.upstreams.forTLS(tc)
+			if tc != nil {
+				usedTLS[tc] = true
+			}
 			tv.cookies[0] = pinCookie(v.cookieName, p.key, st.Name, false)
 			tv.cookies[1] = pinCookie(v.cookieName, p.key, st.Name, true)
 			for _, addr := range st.Target.Endpoints {
@@ -299,14 +331,17 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 		p.buildShards(sv)
 		v.services[svc] = sv
 	}
-	// An endpoint the reload removed takes no new requests: close its idle
-	// connections, and those its requests in flight give back. Should a
-	// later reload name it again, it gets a new endpoint.
-	for k, ep := range p.store.endpoints {
+	// An endpoint the reload removed takes no new requests: its idle
+	// connections go (the watcher closes idle connections, which costs the
+	// others a dial at most; blocking here would hold up a request). Should
+	// a later reload name it again, it gets a new endpoint.
+	for k := range p.store.endpoints {
 		if _, ok := next.endpoints[k]; !ok {
-			ep.conns.reap(time.Time{}, -1, true)
+			p.flushIdle.Store(true)
+			break
 		}
 	}
+	p.upstreams.retain(usedTLS)
 	p.store = next
 	return v
 }

@@ -247,6 +247,8 @@ func (e *env) metric(name string, labels map[string]string) float64 {
 				sum += m.Counter.GetValue()
 			case m.Histogram != nil:
 				sum += float64(m.Histogram.GetSampleCount())
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
 			}
 		}
 	}

@@ -30,6 +30,9 @@ const (
 	failTimeout
 	// failOther is any other transport error.
 	failOther
+	// failHeaderTooLarge: the answer's header block exceeded
+	// proxy.max_response_header_bytes.
+	failHeaderTooLarge
 	// failStatus502..504 are answers a safe request may be retried on.
 	failStatus502
 	failStatus503
@@ -38,15 +41,16 @@ const (
 )
 
 var failKindNames = [numFailKinds]string{
-	failNone:      "none",
-	failConnect:   "connect",
-	failNotSent:   "not_sent",
-	failReset:     "reset",
-	failTimeout:   "timeout",
-	failOther:     "other",
-	failStatus502: "status_502",
-	failStatus503: "status_503",
-	failStatus504: "status_504",
+	failNone:           "none",
+	failConnect:        "connect",
+	failNotSent:        "not_sent",
+	failReset:          "reset",
+	failTimeout:        "timeout",
+	failOther:          "other",
+	failHeaderTooLarge: "header_too_large",
+	failStatus502:      "status_502",
+	failStatus503:      "status_503",
+	failStatus504:      "status_504",
 }
 
 func (k failKind) String() string { return failKindNames[k] }
@@ -65,6 +69,8 @@ type metrics struct {
 	upstreamErrors [numFailKinds]prometheus.Counter
 	shardRouted    *prometheus.CounterVec
 	shardNoOwner   *prometheus.CounterVec
+	connsOpen      *prometheus.GaugeVec
+	connsRejected  *prometheus.CounterVec
 
 	mu       sync.Mutex // guards the caches below; taken only on first use
 	services map[string]*serviceMetrics
@@ -113,18 +119,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "shard_no_owner_total",
 			Help: "Cluster writes refused with 503 because neither the shard's home DC nor any of its takeover DCs could write it, by service and home DC.",
 		}, []string{"service", "home"}),
+		connsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "connections_open",
+			Help: "Client connections open on each proxy listener (http, https).",
+		}, []string{"listener"}),
+		connsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "connections_rejected_total",
+			Help: "Client connections closed on accept because the listener had proxy.max_connections open.",
+		}, []string{"listener"}),
 		services: map[string]*serviceMetrics{},
 		dcs:      map[string]*dcMetrics{},
 	}
 	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "coopr_gslb", Subsystem: "proxy", Name: "upstream_errors_total",
-		Help: "Failed tries to reach an endpoint, by kind (connect, not_sent, reset, timeout, other).",
+		Help: "Failed tries to reach an endpoint, by kind (connect, not_sent, reset, timeout, other, header_too_large).",
 	}, []string{"kind"})
-	for k := failConnect; k <= failOther; k++ {
+	for k := failConnect; k <= failHeaderTooLarge; k++ {
 		m.upstreamErrors[k] = upstream.WithLabelValues(k.String())
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.retries, m.ejections, upstream, m.shardRouted, m.shardNoOwner)
+		reg.MustRegister(m.requests, m.duration, m.retries, m.ejections, upstream, m.shardRouted, m.shardNoOwner, m.connsOpen, m.connsRejected)
 	}
 	return m
 }

@@ -13,8 +13,9 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
+	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -24,7 +25,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/routing"
+	"github.com/coopr-gslb/coopr-gslb/upstreamtls"
 )
 
 // Options configure a Proxy. Only Snapshot is required.
@@ -33,9 +36,10 @@ type Options struct {
 	// routing.Engine.Snapshot. It is called on every request, so it must be
 	// cheap and must not block. The proxy's settings come from the
 	// snapshot's Config.Proxy and take effect with the next snapshot,
-	// except the idle timeout of upstream connections and the server
-	// settings of Server and PlainServer, which are read once (a reload
-	// reports them as needing a restart).
+	// except the upstream Transport's settings (idle_timeout,
+	// max_response_header_bytes), read by New, and the server settings of
+	// Server and PlainServer, read when they are called (a reload reports
+	// them as needing a restart).
 	Snapshot func() *routing.Snapshot
 	// Registerer receives the proxy's metrics. If nil, they are not registered.
 	Registerer prometheus.Registerer
@@ -54,6 +58,10 @@ type Options struct {
 	// Now returns the current time, for drain deadlines and ejections. If
 	// nil, time.Now.
 	Now func() time.Time
+	// Events receives the proxy's operational warnings, such as a listener
+	// reaching proxy.max_connections (at most once per
+	// connLimitLogInterval). If nil, slog.Default().
+	Events *slog.Logger
 }
 
 // Proxy is the reverse proxy. It is an http.Handler; all its methods are safe
@@ -61,21 +69,23 @@ type Options struct {
 type Proxy struct {
 	opts      Options
 	key       []byte
-	transport *http.Transport
+	upstreams upstreams
 	rp        *httputil.ReverseProxy
 	metrics   *metrics
 	unknown   *dcMetrics // requests for hosts no service names
 
 	view   atomic.Pointer[view]
-	viewMu sync.Mutex // serializes view builds and guards store
+	viewMu sync.Mutex // serializes view builds and guards store, tlsCfg and tlsSet
+	tlsCfg *config.Config
+	tlsSet *upstreamtls.Set
 	store  store
+	// flushIdle asks the watcher to close idle upstream connections: a
+	// reload removed an endpoint, whose pooled connections must go.
+	flushIdle atomic.Bool
+	// buffered counts the bytes of request-body buffers held (readUpTo).
+	buffered atomic.Int64
 
 	streams streamSet
-	// idleTimeout closes upstream connections idle longer (proxy.idle_timeout).
-	idleTimeout time.Duration
-	// noDirect sends every request through ReverseProxy, for tests that
-	// compare the direct path with it.
-	noDirect bool
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -95,6 +105,9 @@ func New(opts Options) (*Proxy, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Events == nil {
+		opts.Events = slog.Default()
+	}
 	key := opts.AffinityKey
 	if len(key) == 0 {
 		key = make([]byte, 32)
@@ -105,25 +118,7 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{opts: opts, key: key, metrics: newMetrics(opts.Registerer)}
 	p.unknown = p.metrics.dc(noLabel, noLabel)
 	p.streams.m = map[*stream]struct{}{}
-	p.idleTimeout = snap.Config.Proxy.IdleTimeout.D()
-	// Ordinary requests go over the lean client (upstream.go); the
-	// transport carries what it leaves: upgrades, Expect: 100-continue and
-	// bodies too large to buffer.
-	p.transport = &http.Transport{
-		Proxy:       nil, // never an environment proxy: endpoints are addressed directly
-		DialContext: p.dial,
-		// A keep-alive pool sized for throughput: a busy endpoint should not
-		// pay a dial per request.
-		MaxIdleConns:          0,
-		MaxIdleConnsPerHost:   maxIdlePerEndpoint,
-		IdleConnTimeout:       snap.Config.Proxy.IdleTimeout.D(),
-		ExpectContinueTimeout: time.Second,
-		// Pass Accept-Encoding and compressed bodies through untouched.
-		DisableCompression: true,
-		// Response header timeouts are enforced per try by the retry loop,
-		// which knows whether another try may follow.
-		ResponseHeaderTimeout: 0,
-	}
+	p.upstreams.init(p, &snap.Config.Proxy)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
 		Transport:    roundTripper{p},
@@ -132,6 +127,8 @@ func New(opts Options) (*Proxy, error) {
 		// A negative FlushInterval is only needed for unknown-length bodies
 		// and event streams, which ReverseProxy already flushes at once.
 		FlushInterval: 0,
+		// ReverseProxy logs aborted copies; the access log already says.
+		ErrorLog: discardLog,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p.stop = cancel
@@ -150,29 +147,9 @@ func (p *Proxy) Close() error {
 		p.stop()
 		p.wg.Wait()
 		p.streams.closeAll()
-		p.transport.CloseIdleConnections()
-		p.viewMu.Lock()
-		for _, ep := range p.store.endpoints {
-			ep.conns.reap(time.Time{}, -1, true)
-		}
-		p.viewMu.Unlock()
+		p.upstreams.closeIdle()
 	})
 	return nil
-}
-
-// Server returns an http.Server for addr that serves p, with the timeouts
-// and header limit of proxy config. Serve it with ListenAndServe (or
-// ListenAndServeTLS after setting TLSConfig), and stop it with p.Shutdown.
-// No WriteTimeout is set: it would cut downloads, SSE and WebSockets.
-func (p *Proxy) Server(addr string) *http.Server {
-	c := p.opts.Snapshot().Config.Proxy
-	return &http.Server{
-		Addr:              addr,
-		Handler:           p,
-		ReadHeaderTimeout: c.ReadHeaderTimeout.D(),
-		IdleTimeout:       c.IdleTimeout.D(),
-		MaxHeaderBytes:    c.MaxHeaderBytes,
-	}
 }
 
 // Shutdown stops servers gracefully: they stop accepting at once, WebSocket
@@ -222,8 +199,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	v := p.currentView()
 	st.v = v
-	if r.Method == http.MethodConnect {
-		plainError(&st.rw, http.StatusMethodNotAllowed, "CONNECT is not supported: this is not an open proxy\n")
+	if !p.admit(st) {
 		return
 	}
 	sv := v.services[v.snap.Match(canonicalHost(r.Host), r.URL.Path)]
@@ -253,17 +229,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := st.prepareBody(); err != nil {
-		plainError(&st.rw, http.StatusBadRequest, "could not read the request body\n")
+		st.bodyError(err)
 		return
 	}
 	st.replayable = sv.replayable(r)
 	st.deadline = st.start.Add(sv.retry.Deadline.D())
 	sv.state.budget.request(st.start.Unix())
 
-	if !p.noDirect && st.direct() {
-		st.serveDirect()
-		return
-	}
 	st.rewindBody()
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	p.rp.ServeHTTP(&st.rw, r.WithContext(ctx))
@@ -271,6 +243,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish releases what a request held and records it.
 func (p *Proxy) finish(st *reqState) {
+	if st.timed != nil {
+		st.timed.end()
+	}
+	if st.reserved != 0 {
+		p.buffered.Add(-st.reserved)
+	}
 	if st.cancel != nil {
 		st.cancel()
 	}
@@ -340,6 +318,8 @@ func (p *Proxy) answerError(w http.ResponseWriter, st *reqState, err error) {
 			name = st.sv.name
 		}
 		plainError(w, http.StatusServiceUnavailable, "no endpoint of "+name+" could be reached; try again shortly\n")
+	case errors.As(err, &ue) && ue.kind == failHeaderTooLarge:
+		plainError(w, http.StatusBadGateway, "the upstream server's answer headers are too large\n")
 	case errors.As(err, &ue) && ue.kind == failTimeout:
 		plainError(w, http.StatusGatewayTimeout, "the upstream server did not answer in time; the request may have been processed\n")
 	case errors.As(err, &ue):
@@ -351,12 +331,6 @@ func (p *Proxy) answerError(w http.ResponseWriter, st *reqState, err error) {
 
 // statusClientClosed records a request whose client left before the answer.
 const statusClientClosed = 499
-
-// dial connects to an endpoint with the current proxy.dial_timeout.
-func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.currentView().cfg.DialTimeout.D(), KeepAlive: 30 * time.Second}
-	return d.DialContext(ctx, network, addr)
-}
 
 func (p *Proxy) now() time.Time { return p.opts.Now() }
 
@@ -375,3 +349,6 @@ func (copyBuffers) Put(b []byte) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// discardLog swallows what ReverseProxy would log.
+var discardLog = log.New(io.Discard, "", 0)

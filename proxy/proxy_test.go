@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/netip"
@@ -385,12 +384,5 @@ func TestLoadAffinityKey(t *testing.T) {
 	}
 	if _, err := LoadAffinityKey(dir+"/missing", ""); err == nil {
 		t.Fatal("missing key file accepted")
-	}
-}
-
-func decodeJSON(t *testing.T, s string, v any) {
-	t.Helper()
-	if err := json.Unmarshal([]byte(s), v); err != nil {
-		t.Fatalf("decoding %q: %v", s, err)
 	}
 }

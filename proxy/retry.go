@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/netip"
+	"net/textproto"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -71,9 +72,13 @@ type reqState struct {
 
 	firstTry attempt   // the first try's attempt, allocated with the state
 	fwd      [3]string // backs the X-Forwarded-* header values
-	// keepForwarded is the client's Forwarded header, sent on by the direct
-	// path (direct.go) when the client is a trusted proxy.
-	keepForwarded []string
+
+	// timed bounds the pauses of the client's body (proxy.body_timeout);
+	// nil without a body.
+	timed *timedBody
+	// reserved is the capacity of the body's buffer, counted in
+	// Proxy.buffered until the request ends.
+	reserved int64
 
 	// The outcome.
 	served *targetView
@@ -92,6 +97,8 @@ type orderEntry struct {
 // that may run on transport goroutines.
 type attempt struct {
 	gotConn, wroteHeaders atomic.Bool
+	n1xx                  atomic.Int32 // informational answers so far
+	too1xx                atomic.Bool  // more than max1xx: the try was cancelled
 	// phase moves once from waiting to expired (the try timed out) or to
 	// answered (headers arrived first), so a timeout racing an answer is
 	// decided exactly once.
@@ -120,8 +127,22 @@ func newAttempt(a *attempt) {
 		},
 		GotConn:      func(httptrace.GotConnInfo) { a.gotConn.Store(true) },
 		WroteHeaders: func() { a.wroteHeaders.Store(true) },
+		// Composed with ReverseProxy's hook, which forwards them to the
+		// client. httptrace ignores the error of the first of two composed
+		// hooks, so going over the bound cancels the try instead.
+		Got1xxResponse: func(int, textproto.MIMEHeader) error {
+			if a.n1xx.Add(1) > max1xx {
+				a.too1xx.Store(true)
+				a.cancel()
+			}
+			return nil
+		},
 	}
 }
+
+// errTooMany1xx ends a try whose backend sent more than max1xx
+// informational answers.
+var errTooMany1xx = errors.New("proxy: too many 1xx informational answers from upstream")
 
 func (a *attempt) expire() {
 	if a.phase.CompareAndSwap(phaseWaiting, phaseExpired) {
@@ -143,12 +164,8 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 
 // roundTrip tries endpoints in order until one answers acceptably, the
 // request may not be retried, or the candidates run out. out is the request
-// ReverseProxy built; it is nil on the direct path (direct.go), where the
-// lean client writes st.in itself.
+// ReverseProxy built.
 func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
-	if out != nil {
-		out.URL.Scheme = "http"
-	}
 	tv, ep := st.next()
 	if ep == nil {
 		return nil, errNoEndpoint
@@ -204,13 +221,9 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 
 // try sends the request to one endpoint. kind says why the try failed:
 // a transport failure (err set) or a 502/503/504 answer (res set). While try
-// returns a response, ep counts it in flight and st.cancel ends its exchange
-// (cancels its context, or closes its lean connection).
+// returns a response, ep counts it in flight and st.cancel ends its exchange.
 func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
 	st.tried = append(st.tried, ep)
-	if out == nil || st.lean(out) {
-		return st.tryLean(out, tv, ep)
-	}
 	a := &st.firstTry
 	if len(st.tried) > 1 {
 		// Earlier tries may still be referenced by transport goroutines:
@@ -226,16 +239,22 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 		req.URL = &u
 		req.Body = st.freshBody()
 	}
+	req.URL.Scheme = tv.scheme
 	req.URL.Host = ep.addr
 	timer := time.AfterFunc(st.tryTimeout(), a.expire)
 	ep.inflight.Add(1)
-	res, err := st.p.transport.RoundTrip(req)
+	res, err := tv.rt.RoundTrip(req)
 	timer.Stop()
 	if !a.phase.CompareAndSwap(phaseWaiting, phaseAnswered) && err == nil {
 		// The timeout fired as the answer arrived and cancelled the
 		// context the body would be read under: the answer is lost.
 		res.Body.Close()
 		res, err = nil, context.DeadlineExceeded
+	}
+	if err == nil && a.too1xx.Load() {
+		// The cancel raced the final answer, which may have won.
+		res.Body.Close()
+		res, err = nil, errTooMany1xx
 	}
 
 	if err != nil {
@@ -244,27 +263,6 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 		return nil, st.failed(err, a, tv, ep), err
 	}
 	st.cancel = cancel
-	return st.answered(res, tv, ep)
-}
-
-// tryLean is try over the lean client: the whole exchange runs on this
-// goroutine, and the try's timeout is a deadline on the connection. out is
-// nil on the direct path.
-func (st *reqState) tryLean(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
-	// Nothing outlives a lean try but its answer: the attempt, the URL and
-	// the body can be reused.
-	a := &st.firstTry
-	a.phase.Store(phaseWaiting)
-	if out != nil {
-		out.URL.Host = ep.addr
-	}
-	ep.inflight.Add(1)
-	res, abort, err := st.leanRoundTrip(out, ep, a, st.tryTimeout())
-	if err != nil {
-		ep.inflight.Add(-1)
-		return nil, st.failed(err, a, tv, ep), err
-	}
-	st.cancel = abort
 	return st.answered(res, tv, ep)
 }
 
@@ -402,6 +400,10 @@ func classify(err error, a *attempt) failKind {
 		return failConnect
 	case !a.wroteHeaders.Load():
 		return failNotSent
+	case isHeaderTooLarge(err):
+		return failHeaderTooLarge
+	case a.too1xx.Load():
+		return failOther
 	case a.timedOut(), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return failTimeout
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):

@@ -11,8 +11,9 @@ import (
 )
 
 // TestPlainServerClientLeavesStream: behind the plain server, a client that
-// leaves an event stream ends the upstream exchange too (h1server's abort
-// hook), so the backend is not left streaming to nobody.
+// leaves an event stream ends the upstream exchange too (the request's
+// context ends the Transport's), so the backend is not left streaming to
+// nobody.
 func TestPlainServerClientLeavesStream(t *testing.T) {
 	backendGone := make(chan struct{})
 	west := newBackend(t, "west", func(w http.ResponseWriter, r *http.Request) {

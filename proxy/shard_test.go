@@ -57,11 +57,11 @@ func (s *switchable) serve(w http.ResponseWriter, r *http.Request) { (*s.h.Load(
 // shardEnv is a proxy over shardDC with real loopback backends.
 type shardEnv struct {
 	*env
-	w1, w2, east       *backend
-	w1h, w2h, eastH    *switchable
-	hits               func() (west, east int64)
-	westAddrs          [2]string
-	eastAddr, shardYML string
+	w1, w2, east    *backend
+	w1h, w2h, eastH *switchable
+	hits            func() (west, east int64)
+	westAddrs       [2]string
+	eastAddr        string
 }
 
 func newShardEnv(t *testing.T, mode string) *shardEnv {

@@ -72,17 +72,16 @@ func (st *reqState) watch(tv *targetView, conn io.Closer) {
 func (p *Proxy) watchStreams(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	// The same loop closes upstream connections that sat idle too long,
-	// about once a second.
-	reapEvery := max(1, int(time.Second/every))
-	for n := 1; ; n++ {
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			p.checkStreams()
-			if n%reapEvery == 0 {
-				p.reapIdle()
+			// The same loop closes the idle upstream connections when a
+			// reload removed an endpoint.
+			if p.flushIdle.Swap(false) {
+				p.upstreams.closeIdle()
 			}
 		}
 	}

@@ -115,3 +115,19 @@ func (s *Set) For(service, dc string) *tls.Config {
 	}
 	return s.byKey[Key{service, dc}]
 }
+
+// FailClosed is the Set used when Build fails: every (service, DC) with
+// upstream_tls gets a configuration that trusts no CA, so its requests fail
+// the handshake instead of going out in clear text.
+func FailClosed(cfg *config.Config) *Set {
+	s := &Set{byKey: map[Key]*tls.Config{}}
+	deny := &tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}
+	for _, dc := range cfg.Datacenters {
+		for _, name := range cfg.ServiceNames {
+			if cfg.UpstreamTLSFor(name, dc.Name) != nil {
+				s.byKey[Key{name, dc.Name}] = deny
+			}
+		}
+	}
+	return s
+}
