@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -444,6 +445,24 @@ func (v *validator) dns() {
 	}
 	if c.DNS.SOA.RName == "" {
 		v.warnf("dns.soa", "not set: using defaults; a real deployment should set soa.mname and soa.rname")
+	}
+	if c.DNS.TCPMaxConnectionsPerNetwork < 0 {
+		v.errorf("dns.tcp_max_connections_per_network", "%d is negative", c.DNS.TCPMaxConnectionsPerNetwork)
+	}
+	if len(c.DNS.NSID) > 512 {
+		v.errorf("dns.nsid", "longer than 512 bytes")
+	}
+	if f := c.DNS.CookieSecretFile; f != "" {
+		b, err := os.ReadFile(f)
+		secret := []byte(strings.TrimSpace(string(b)))
+		switch {
+		case err != nil:
+			v.errorf("dns.cookie_secret_file", "%v", err)
+		case len(secret) < 16:
+			v.errorf("dns.cookie_secret_file", "%s holds %d bytes; a cookie secret needs at least 16", f, len(secret))
+		default:
+			c.DNS.CookieSecret = secret
+		}
 	}
 }
 

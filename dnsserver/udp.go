@@ -275,22 +275,19 @@ func header(p []byte) dns.Header {
 	}
 }
 
-// reject packs the error response miekg/dns's server sends for a packet it
-// does not hand to a handler, byte for byte: req as far as it was
-// unpacked (its header, and its question if that was read), with QR set,
-// AA and Z clear, the other sections dropped, and rcode FORMERR with opcode
-// QUERY, or NOTIMP with the query's opcode. It returns nil if that does not
-// pack.
-func (r *response) reject(req *dns.Msg, notImplemented bool) []byte {
-	opcode := req.Opcode
-	req.SetRcodeFormatError(req)
-	req.Zero = false
-	if notImplemented {
-		req.Opcode = opcode
-		req.Rcode = dns.RcodeNotImplemented
+// reject packs the FORMERR response to a packet that does not unpack:
+// its ID, opcode, RD and CD (RFC 1035 section 4.1.1, RFC 4035 section
+// 3.2.3) and its question if that was read. It returns nil if that does
+// not pack.
+func (r *response) reject(req *dns.Msg, _ bool) []byte {
+	m := dns.Msg{}
+	m.Id, m.Response, m.Opcode = req.Id, true, req.Opcode
+	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+	m.Rcode = dns.RcodeFormatError
+	if len(req.Question) == 1 {
+		m.Question = req.Question
 	}
-	req.Ns, req.Answer, req.Extra = nil, nil, nil
-	b, err := req.PackBuffer(r.buf)
+	b, err := m.PackBuffer(r.buf)
 	if err != nil {
 		return nil
 	}
