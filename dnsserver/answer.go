@@ -291,6 +291,27 @@ func (v *view) resolve(r *response, q dns.Question, client netip.Addr) {
 			m.Ns = append(m.Ns, n.ns...)
 			m.Extra = append(m.Extra, n.glue...)
 			return
+		case foundDNAME:
+			// RFC 6672 section 3.2: the DNAME, and a CNAME synthesized from
+			// it to the name with the DNAME's owner replaced by its target.
+			dn := n.dname
+			target, ok := canonicalName(owner[:len(owner)-len(n.name)] + dn.Target)
+			if !ok {
+				m.Rcode = dns.RcodeYXDomain // the new name is too long
+				m.Answer = append(m.Answer, dn)
+				return
+			}
+			m.Answer = append(m.Answer, dn, &dns.CNAME{Hdr: hdr(owner, dns.TypeCNAME, dn.Hdr.Ttl), Target: target})
+			if q.Qtype == dns.TypeCNAME || hops+1 >= maxChain {
+				return
+			}
+			r.name = append(r.name[:0], target...)
+			if !inZone(r.name, z.origin) {
+				return // out of zone: the resolver follows it
+			}
+			owner = target
+			n, kind = z.find(r.name)
+			continue
 		case foundNothing:
 			// The rcode describes the last name of a CNAME chain (RFC 6604).
 			m.Rcode = dns.RcodeNameError
@@ -440,6 +461,7 @@ const (
 	foundName     findKind = iota // the name exists (its node)
 	foundWildcard                 // a wildcard matches the name (the wildcard's node)
 	foundReferral                 // the name is at or below a delegation (the cut's node)
+	foundDNAME                    // the name is below a DNAME (the DNAME owner's node)
 	foundNothing                  // the name does not exist
 )
 
@@ -469,6 +491,9 @@ func (z *zone) find(name []byte) (*node, findKind) {
 		}
 		if n.cut != nil {
 			return n.cut, foundReferral
+		}
+		if n.dname != nil {
+			return n, foundDNAME
 		}
 		if n.wild != nil {
 			return n.wild, foundWildcard

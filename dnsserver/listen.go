@@ -271,7 +271,7 @@ func (fr frameReader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, err
 		if err := req.Unpack(m); err != nil {
 			fr.s.metrics.query(tcp, qtypeNone, rcodeLabel(dns.RcodeFormatError))
 			r := fr.s.pool.Get().(*response)
-			if b := r.reject(&req, false); b != nil {
+			if b := r.reject(&req, header(m).Arcount > 0); b != nil {
 				out := make([]byte, 2+len(b))
 				binary.BigEndian.PutUint16(out, uint16(len(b)))
 				copy(out[2:], b)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -155,9 +156,10 @@ func TestTCPFloodDoesNotLockOut(t *testing.T) {
 			c.Write([]byte{0, 40, 1, 2, 3}) // a frame never completed
 		}
 	}
-	// Zero-length frames close their connection at once.
-	if _, err := readTCP(flood[1], 2*time.Second); !errors.Is(err, io.EOF) {
-		t.Errorf("zero-length frame: read error %v, want EOF", err)
+	// Zero-length frames close their connection at once (EOF, or a reset
+	// when it was evicted first).
+	if _, err := readTCP(flood[1], 2*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("zero-length frame: read error %v, want the connection closed", err)
 	}
 	c, err := net.Dial("tcp", f.addr)
 	if err != nil {
@@ -284,5 +286,51 @@ func TestWildcardAddress(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+func TestTCPZeroLengthFrameCloses(t *testing.T) {
+	f := start(t, "")
+	for _, frame := range [][]byte{{0, 0}, {0, 5, 1, 2, 3, 4, 5}} {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(frame)
+		if _, err := readTCP(c, 2*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("frame %x: read error %v, want the connection closed", frame, err)
+		}
+		c.Close()
+	}
+}
+
+func TestTCPPartialFramesDoNotResetIdleTimer(t *testing.T) {
+	f := start(t, "  tcp_idle_timeout: 400ms")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := packet(t, query("api.gslb.example.com.", dns.TypeA))
+	frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)
+	began := time.Now()
+	// Dribble a byte every 100ms: the connection must still close at the
+	// idle timeout.
+	done := make(chan struct{})
+	defer func() { c.Close(); <-done }()
+	go func() {
+		defer close(done)
+		for i := 0; i < len(frame)-1; i++ {
+			if _, err := c.Write(frame[i : i+1]); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	if _, err := readTCP(c, 3*time.Second); err == nil {
+		t.Fatal("a query never completed was answered")
+	}
+	if d := time.Since(began); d > 1500*time.Millisecond {
+		t.Errorf("closed after %v, want about the 400ms idle timeout", d)
 	}
 }

@@ -121,6 +121,9 @@ type node struct {
 	sets []rrset
 	// cname is the name's CNAME record, if it has one; it then has no other data.
 	cname *dns.CNAME
+	// dname is the name's DNAME record, if it has one: names below it are
+	// redirected (RFC 6672), and none of them exists in the zone.
+	dname *dns.DNAME
 	// service indexes zone.services when the name is a GSLB hostname whose
 	// A and AAAA records come from routing; -1 otherwise.
 	service int
@@ -309,6 +312,10 @@ func (b *zoneBuilder) addStatic(i int, rr dns.RR) {
 		if rr.Ns, ok = canonicalName(rr.Ns); !ok {
 			return
 		}
+	case *dns.DNAME:
+		if rr.Target, ok = canonicalName(rr.Target); !ok {
+			return
+		}
 	}
 	b.node(name).add(rr)
 }
@@ -486,6 +493,21 @@ func (b *zoneBuilder) finish() {
 	for name := range z.nodes {
 		names = append(names, name)
 	}
+	// Nothing exists below a DNAME (RFC 6672 section 2.3): such names are
+	// dropped before they can make empty non-terminals.
+	for _, name := range names {
+		for p := parent([]byte(name)); p != nil && len(p) >= len(z.origin); p = parent(p) {
+			if a := z.nodes[string(p)]; a != nil && len(a.rrs(dns.TypeDNAME)) > 0 {
+				b.log.Warn("dns: skipping a name below a DNAME", "name", name, "dname", string(p))
+				delete(z.nodes, name)
+				break
+			}
+		}
+	}
+	names = names[:0]
+	for name := range z.nodes {
+		names = append(names, name)
+	}
 	// Empty non-terminals exist because a deeper name does (RFC 4592
 	// section 2.2.2): they answer NODATA, not NXDOMAIN.
 	for _, name := range names {
@@ -501,6 +523,9 @@ func (b *zoneBuilder) finish() {
 				n.sets = []rrset{{rrtype: dns.TypeCNAME, rrs: cn[:1]}}
 			}
 			n.cname = cn[0].(*dns.CNAME)
+		}
+		if dn := n.rrs(dns.TypeDNAME); len(dn) > 0 {
+			n.dname = dn[0].(*dns.DNAME)
 		}
 		if rest, ok := strings.CutPrefix(name, "*."); ok {
 			if p := z.nodes[rest]; p != nil {
