@@ -14,7 +14,7 @@ import (
 // conformanceExtra adds what the conformance tests need to the test zone.
 const conformanceExtra = `    - "redir 300 IN DNAME target.example.net."
     - "inzone 300 IN DNAME sub"
-    - "child 300 IN DS 12345 13 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE"
+    - "child 300 IN DS 12345 13 1 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE"
     - "tochild 300 IN CNAME www.child"
   nsid: coopr-test-1`
 
@@ -143,7 +143,7 @@ func TestDNAMEDSAndCNAMEIntoDelegation(t *testing.T) {
 		{"DNAME owner itself", query("redir.gslb.example.com.", dns.TypeDNAME), want{aa: true, answer: []string{
 			"redir.gslb.example.com. 300 IN DNAME target.example.net."}}},
 		{"static DS at the delegation point", query("child.gslb.example.com.", dns.TypeDS), want{aa: true, answer: []string{
-			"child.gslb.example.com. 300 IN DS 12345 13 2 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE"}}},
+			"child.gslb.example.com. 300 IN DS 12345 13 1 49FD46E6C4B45C55D4AC69CBD3CD34AC1AFE51DE"}}},
 		{"CNAME into a delegation: referral after it", query("tochild.gslb.example.com.", dns.TypeA), want{aa: true,
 			answer: []string{"tochild.gslb.example.com. 300 IN CNAME www.child.gslb.example.com."},
 			ns:     []string{"child.gslb.example.com. 300 IN NS ns.child.gslb.example.com."},
