@@ -214,7 +214,9 @@ func TestDNSECSScopeThroughUnboundSubnetcache(t *testing.T) {
   client-subnet-always-forward: yes
   max-client-subnet-ipv4: 32`, dhost))
 
-	ask := func(subnet string) string { return resolve(digTool, resolver, "+subnet="+subnet, "near.coopr.example.com", "A") }
+	ask := func(subnet string) string {
+		return resolve(digTool, resolver, "+subnet="+subnet, "near.coopr.example.com", "A")
+	}
 	eventually(t, 15*time.Second, "unbound answers through the stub zone", func() bool { return ask("10.1.5.0/24") == "192.0.2.10" })
 	for _, tc := range []struct{ subnet, want string }{
 		{"10.1.5.0/24", "192.0.2.10"}, // east, now cached
