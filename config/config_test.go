@@ -230,3 +230,14 @@ func TestTTLKeysTakeSecondsOrDurations(t *testing.T) {
 		t.Errorf("SOA timer defaults %+v", s)
 	}
 }
+
+func TestRecordBelowDNAMEIsRejected(t *testing.T) {
+	yaml := minimal + "  records:\n    - \"old 300 IN DNAME new.example.net.\"\n    - \"a.old 300 IN A 192.0.2.1\"\n"
+	_, _, err := Parse([]byte(yaml))
+	if err == nil || !strings.Contains(err.Error(), "dns.records[1]") || !strings.Contains(err.Error(), "below the DNAME") {
+		t.Errorf("error %v, want dns.records[1] below the DNAME", err)
+	}
+	if _, _, err := Parse([]byte(minimal + "  records:\n    - \"old 300 IN DNAME new.example.net.\"\n")); err != nil {
+		t.Errorf("a DNAME alone: %v", err)
+	}
+}

@@ -424,8 +424,22 @@ func (v *validator) dns() {
 	if c.DNS.UDPSize < 512 || c.DNS.UDPSize > 65535 {
 		v.errorf("dns.udp_size", "%d is out of range 512..65535", c.DNS.UDPSize)
 	}
+	dnames := map[string]bool{}
+	for _, r := range c.DNS.Records {
+		if rr, _ := dns.NewZoneParser(strings.NewReader(r), c.DNS.Zone, "").Next(); rr != nil && rr.Header().Rrtype == dns.TypeDNAME {
+			dnames[strings.ToLower(rr.Header().Name)] = true
+		}
+	}
 	for i, r := range c.DNS.Records {
 		path := fmt.Sprintf("dns.records[%d]", i)
+		if rr, _ := dns.NewZoneParser(strings.NewReader(r), c.DNS.Zone, "").Next(); rr != nil {
+			name := strings.ToLower(rr.Header().Name)
+			for owner := range dnames {
+				if name != owner && dns.IsSubDomain(owner, name) {
+					v.errorf(path, "%s is below the DNAME at %s; nothing may exist there (RFC 6672 section 2.3)", rr.Header().Name, owner)
+				}
+			}
+		}
 		zp := dns.NewZoneParser(strings.NewReader(r), c.DNS.Zone, "")
 		rr, ok := zp.Next()
 		if err := zp.Err(); err != nil {
