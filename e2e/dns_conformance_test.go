@@ -113,6 +113,16 @@ func TestDNSConformanceWithDig(t *testing.T) {
 		})
 	}
 
+	// Every DC down under serve_all: the answer comes with an EDE saying so.
+	fleet.Datacenter("east").SetFault(simulator.Fault{Mode: simulator.Refuse})
+	fleet.Datacenter("west").SetFault(simulator.Fault{Mode: simulator.Refuse})
+	eventually(t, 15*time.Second, "an EDE on the all-down answer", func() bool {
+		out := digAny(t, digTool, dnsAddr, "api.coopr.example.com", "A")
+		return strings.Contains(out, "EDE: 0 (Other): (every datacenter is down") && strings.Contains(out, "192.0.2.10")
+	})
+	fleet.Datacenter("east").SetFault(simulator.Fault{})
+	fleet.Datacenter("west").SetFault(simulator.Fault{})
+
 	// The serial derives from the content: a restart with the same
 	// configuration serves the same one.
 	serial := func() string {
