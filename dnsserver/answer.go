@@ -165,7 +165,10 @@ func answer(v *view, req *dns.Msg, client netip.Addr, r *response) {
 		m.Rcode = dns.RcodeFormatError // no query has that much beyond its question
 		return
 	}
-	if t := req.IsTsig(); t != nil {
+	if t := req.IsTsig(); t != nil && (t.Algorithm == "" || t.Hdr.Class != dns.ClassANY) {
+		m.Rcode = dns.RcodeFormatError // a TSIG record without data, or not of class ANY (RFC 8945 section 4.2)
+		return
+	} else if t != nil {
 		// We hold no TSIG keys, so every key is unknown: NOTAUTH with an
 		// unsigned TSIG record saying BADKEY (RFC 8945 section 5.2.2).
 		m.Rcode = dns.RcodeNotAuth
