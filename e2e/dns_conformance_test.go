@@ -322,3 +322,36 @@ func TestDNSTCPFloodDoesNotLockOut(t *testing.T) {
 		t.Errorf("a TCP query after %d flood connections:\n%s", len(conns), out)
 	}
 }
+
+// TestDNSCookiesPassRRL: under a tight RRL, a client that returns its
+// valid server cookie (dig +cookie=...) is answered every time; one
+// without cookies is limited.
+func TestDNSCookiesPassRRL(t *testing.T) {
+	t.Parallel()
+	digTool := requireTool(t, "dig")
+	fleet := startFleet(t)
+	admin, dnsAddr := freePort(t), freePort(t)
+	startGSLB(t, conformanceConfig(fleet, dnsAddr, admin, 5, "  rrl: {responses_per_second: 1, slip: 1}\n"), admin)
+	out := digAny(t, digTool, dnsAddr, "+cookie=0102030405060708", "api.coopr.example.com", "A")
+	m := regexp.MustCompile(`COOKIE: ([0-9a-f]{48})`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no server cookie:\n%s", out)
+	}
+	for i := range 10 {
+		out := digAny(t, digTool, dnsAddr, "+cookie="+m[1], "+ignore", "api.coopr.example.com", "A")
+		if !strings.Contains(out, "192.0.2.10") || strings.Contains(out, " tc") {
+			t.Fatalf("query %d with a valid cookie not answered:\n%s", i, out)
+		}
+	}
+	limited := false
+	for range 10 {
+		out := digAny(t, digTool, dnsAddr, "+nocookie", "+ignore", "api.coopr.example.com", "A")
+		if !strings.Contains(out, "192.0.2.10") {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Error("a client without cookies was never rate limited")
+	}
+}
