@@ -339,9 +339,25 @@ func TestDNSCookiesPassRRL(t *testing.T) {
 	}
 	for i := range 10 {
 		out := digAny(t, digTool, dnsAddr, "+cookie="+m[1], "+ignore", "api.coopr.example.com", "A")
-		if !strings.Contains(out, "192.0.2.10") || strings.Contains(out, " tc") {
-			t.Fatalf("query %d with a valid cookie not answered:\n%s", i, out)
+		if !strings.Contains(out, "192.0.2.10") || strings.Contains(out, "BADCOOKIE") || !strings.Contains(out, "(UDP)") {
+			t.Fatalf("query %d with a valid cookie not answered over UDP at once:\n%s", i, out)
 		}
+	}
+	// A client cookie alone is limited: BADCOOKIE with a new cookie, and
+	// dig retries (over TCP) and gets its answer.
+	sawBad := false
+	for range 10 {
+		out := digAny(t, digTool, dnsAddr, "+cookie=0102030405060708", "api.coopr.example.com", "A")
+		if strings.Contains(out, "BADCOOKIE") {
+			sawBad = true
+			if !strings.Contains(out, "192.0.2.10") {
+				t.Errorf("no answer after BADCOOKIE:\n%s", out)
+			}
+			break
+		}
+	}
+	if !sawBad {
+		t.Error("a rate-limited client cookie never got BADCOOKIE")
 	}
 	limited := false
 	for range 10 {
