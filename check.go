@@ -48,11 +48,15 @@ func printFailover(w io.Writer, cfg *config.Config) {
 	for _, name := range cfg.ServiceNames {
 		s := cfg.Services[name]
 		det := cfg.Detection(name)
-		ttl, from := s.DNSTTL, "dns_ttl"
+		ttl, from := int(s.DNSTTL), "dns_ttl"
 		if s.FailoverBudget > 0 {
 			ttl, from = cfg.BudgetTTL(name), "failover_budget "+s.FailoverBudget.String()
 		}
-		fmt.Fprintf(w, "  %s: %s (detection %s + TTL %ds from %s)\n", name, det+time.Duration(ttl)*time.Second, det, ttl, from)
+		// A NODATA answer (no address of one family, or when_all_down:
+		// refuse) is cached for min(negative_ttl, TTL), never longer than
+		// the answer, so the worst case holds for it too.
+		nodata := min(ttl, int(cfg.DNS.SOA.NegativeTTL.D()/time.Second))
+		fmt.Fprintf(w, "  %s: %s (detection %s + TTL %ds from %s; NODATA TTL %ds)\n", name, det+time.Duration(max(ttl, nodata))*time.Second, det, ttl, from, nodata)
 	}
 }
 

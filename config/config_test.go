@@ -200,3 +200,53 @@ func TestExampleConfigIsValid(t *testing.T) {
 		t.Logf("%s", p)
 	}
 }
+
+func TestTTLKeysTakeSecondsOrDurations(t *testing.T) {
+	for _, tc := range []struct {
+		yaml    string
+		neg     time.Duration
+		refresh time.Duration
+		ttl     Seconds
+		err     string
+	}{
+		{yaml: "  soa: {negative_ttl: 60, refresh: 14400}\n", neg: time.Minute, refresh: 4 * time.Hour, ttl: 20},
+		{yaml: "  soa: {negative_ttl: 1m, refresh: 4h}\n", neg: time.Minute, refresh: 4 * time.Hour, ttl: 20},
+		{yaml: "  soa: {negative_ttl: soon}\n", err: "is not a TTL"},
+		{yaml: "  soa: {negative_ttl: -5}\n", err: "out of range"},
+	} {
+		cfg, _, err := Parse([]byte(minimal + tc.yaml))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "config.yaml:") {
+				t.Errorf("%q: error %v, want %q with the line", tc.yaml, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if cfg.DNS.SOA.NegativeTTL.D() != tc.neg || cfg.DNS.SOA.Refresh.D() != tc.refresh || cfg.Services["api"].DNSTTL != tc.ttl {
+			t.Errorf("%q: negative_ttl %v refresh %v dns_ttl %d", tc.yaml, cfg.DNS.SOA.NegativeTTL, cfg.DNS.SOA.Refresh, cfg.Services["api"].DNSTTL)
+		}
+	}
+	for _, v := range []string{"30", "30s"} {
+		cfg, _, err := Parse([]byte(strings.Replace(minimal, `min_healthy: "50%"`, `min_healthy: "50%"`+"\n    dns_ttl: "+v, 1)))
+		if err != nil || cfg.Services["api"].DNSTTL != 30 {
+			t.Errorf("dns_ttl: %s: %v %v", v, err, cfg)
+		}
+	}
+	cfg, _, _ := Parse([]byte(minimal))
+	if s := cfg.DNS.SOA; s.Refresh.D() != 4*time.Hour || s.Retry.D() != time.Hour || s.Expire.D() != 14*24*time.Hour {
+		t.Errorf("SOA timer defaults %+v", s)
+	}
+}
+
+func TestRecordBelowDNAMEIsRejected(t *testing.T) {
+	yaml := minimal + "  records:\n    - \"old 300 IN DNAME new.example.net.\"\n    - \"a.old 300 IN A 192.0.2.1\"\n"
+	_, _, err := Parse([]byte(yaml))
+	if err == nil || !strings.Contains(err.Error(), "dns.records[1]") || !strings.Contains(err.Error(), "below the DNAME") {
+		t.Errorf("error %v, want dns.records[1] below the DNAME", err)
+	}
+	if _, _, err := Parse([]byte(minimal + "  records:\n    - \"old 300 IN DNAME new.example.net.\"\n")); err != nil {
+		t.Errorf("a DNAME alone: %v", err)
+	}
+}

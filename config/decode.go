@@ -261,6 +261,49 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// parseTTL reads a TTL written as bare seconds or as a duration.
+func parseTTL(n *yaml.Node) (time.Duration, error) {
+	bad := fmt.Errorf("line %d: %q is not a TTL (want seconds such as 60, or a duration such as \"1m\")", n.Line, n.Value)
+	if n.Kind != yaml.ScalarNode {
+		return 0, bad
+	}
+	s := strings.TrimSpace(n.Value)
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if v < 0 || v > 1<<31-1 {
+			return 0, fmt.Errorf("line %d: %q is out of range 0..2147483647 seconds", n.Line, n.Value)
+		}
+		return time.Duration(v) * time.Second, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, bad
+	}
+	return v, nil
+}
+
+// UnmarshalYAML accepts bare seconds (60) or a duration ("1m").
+func (t *TTL) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseTTL(n)
+	if err != nil {
+		return err
+	}
+	*t = TTL(v)
+	return nil
+}
+
+// UnmarshalYAML accepts bare seconds (20) or a duration of whole seconds ("20s").
+func (s *Seconds) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseTTL(n)
+	if err != nil {
+		return err
+	}
+	if v%time.Second != 0 {
+		return fmt.Errorf("line %d: %q is not a whole number of seconds", n.Line, n.Value)
+	}
+	*s = Seconds(v / time.Second)
+	return nil
+}
+
 // UnmarshalYAML accepts a count (2) or a percentage ("50%").
 func (m *MinHealthy) UnmarshalYAML(n *yaml.Node) error {
 	bad := fmt.Errorf("line %d: %q is neither a count (1) nor a percentage (\"50%%\")", n.Line, n.Value)

@@ -32,6 +32,13 @@ const (
 	DefaultFlapHold      = 60 * time.Second
 )
 
+// SOA timer defaults (see fillDefaults).
+const (
+	DefaultSOARefresh = 4 * time.Hour
+	DefaultSOARetry   = time.Hour
+	DefaultSOAExpire  = 14 * 24 * time.Hour
+)
+
 // MinTTL is the floor of TTLs derived from a failover budget, and the TTL
 // served while a DC is flapping or has just recovered.
 const MinTTL = 5
@@ -180,17 +187,23 @@ func (c *Config) fillDefaults() {
 	if c.DNS.RRL.IPv6PrefixLen == 0 {
 		c.DNS.RRL.IPv6PrefixLen = 56
 	}
+	if c.DNS.TCPMaxConnectionsPerNetwork == 0 {
+		c.DNS.TCPMaxConnectionsPerNetwork = max(1, c.DNS.TCPMaxConnections/10)
+	}
+	// SOA timers inside the ranges zone checkers expect (Zonemaster: refresh
+	// >= 4h, retry >= 1h, expire >= 1 week and several refreshes; RFC 1912
+	// section 2.2). They matter only to secondaries, which this zone has none of.
 	if c.DNS.SOA.Refresh == 0 {
-		c.DNS.SOA.Refresh = Duration(time.Hour)
+		c.DNS.SOA.Refresh = TTL(DefaultSOARefresh)
 	}
 	if c.DNS.SOA.Retry == 0 {
-		c.DNS.SOA.Retry = Duration(10 * time.Minute)
+		c.DNS.SOA.Retry = TTL(DefaultSOARetry)
 	}
 	if c.DNS.SOA.Expire == 0 {
-		c.DNS.SOA.Expire = Duration(7 * 24 * time.Hour)
+		c.DNS.SOA.Expire = TTL(DefaultSOAExpire)
 	}
 	if c.DNS.SOA.NegativeTTL == 0 {
-		c.DNS.SOA.NegativeTTL = Duration(60 * time.Second)
+		c.DNS.SOA.NegativeTTL = TTL(60 * time.Second)
 	}
 	c.fillProxyDefaults()
 	c.fillClusterDefaults()

@@ -139,7 +139,7 @@ type Service struct {
 	Policy       string     `yaml:"policy"` // failover | weighted | nearest | all
 	MinHealthy   MinHealthy `yaml:"min_healthy"`
 	WhenAllDown  string     `yaml:"when_all_down"` // serve_all | refuse
-	DNSTTL       int        `yaml:"dns_ttl"`
+	DNSTTL       Seconds    `yaml:"dns_ttl"`
 	Affinity     string     `yaml:"affinity"` // "" | none | cookie
 	// Retry overrides proxy.retry for this service. If nil, proxy.retry applies.
 	Retry *Retry `yaml:"retry"`
@@ -213,6 +213,22 @@ type DNS struct {
 	RRL               RRL `yaml:"rrl"`
 	// DNSSEC signs answers online when set up; see DNSSEC.
 	DNSSEC DNSSEC `yaml:"dnssec"`
+	// TCPMaxConnectionsPerNetwork bounds the TCP connections of one client
+	// network (the RRL prefix lengths group them). Zero means a tenth of
+	// TCPMaxConnections (at least 1).
+	TCPMaxConnectionsPerNetwork int `yaml:"tcp_max_connections_per_network"`
+	// NSID is the name-server identifier returned to queries that ask for it
+	// (RFC 5001); "hostname" means the host name. Empty: none.
+	NSID string `yaml:"nsid"`
+	// Cookies turns DNS Cookies (RFC 7873, RFC 9018 server cookies) on or
+	// off. If nil: on.
+	Cookies *bool `yaml:"cookies"`
+	// CookieSecretFile holds the server cookie secret shared by the
+	// instances serving the zone (at least 16 bytes). If empty, a random
+	// secret per process (unless the cluster supplies one).
+	CookieSecretFile string `yaml:"cookie_secret_file"`
+	// CookieSecret is the content of CookieSecretFile, read by Load.
+	CookieSecret []byte `yaml:"-"`
 }
 
 // DNSSEC configures online signing of the zone. If KeyFiles is empty the zone
@@ -243,14 +259,16 @@ type RRL struct {
 	IPv6PrefixLen int `yaml:"ipv6_prefix_len"`
 }
 
-// SOA holds the zone's SOA fields other than the serial, which changes on every load.
+// SOA holds the zone's SOA fields other than the serial, which derives from
+// the zone's content. The timers and the negative TTL are written as
+// seconds (3600) or durations ("1h").
 type SOA struct {
-	MName       string   `yaml:"mname"`
-	RName       string   `yaml:"rname"`
-	Refresh     Duration `yaml:"refresh"`
-	Retry       Duration `yaml:"retry"`
-	Expire      Duration `yaml:"expire"`
-	NegativeTTL Duration `yaml:"negative_ttl"`
+	MName       string `yaml:"mname"`
+	RName       string `yaml:"rname"`
+	Refresh     TTL    `yaml:"refresh"`
+	Retry       TTL    `yaml:"retry"`
+	Expire      TTL    `yaml:"expire"`
+	NegativeTTL TTL    `yaml:"negative_ttl"`
 }
 
 // Admin configures the status page and API.
@@ -298,3 +316,17 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // String renders the duration like time.Duration does.
 func (d Duration) String() string { return time.Duration(d).String() }
+
+// TTL is a DNS time value written as bare seconds (60), as DNS operators
+// do, or as a Go duration string ("1m").
+type TTL time.Duration
+
+// D returns the value as a time.Duration.
+func (t TTL) D() time.Duration { return time.Duration(t) }
+
+// String renders the value like time.Duration does.
+func (t TTL) String() string { return time.Duration(t).String() }
+
+// Seconds is a whole number of seconds written as bare seconds (20) or as a
+// Go duration string ("20s").
+type Seconds int

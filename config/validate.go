@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -439,8 +440,22 @@ func (v *validator) dns() {
 	if c.DNS.UDPSize < 512 || c.DNS.UDPSize > 65535 {
 		v.errorf("dns.udp_size", "%d is out of range 512..65535", c.DNS.UDPSize)
 	}
+	dnames := map[string]bool{}
+	for _, r := range c.DNS.Records {
+		if rr, _ := dns.NewZoneParser(strings.NewReader(r), c.DNS.Zone, "").Next(); rr != nil && rr.Header().Rrtype == dns.TypeDNAME {
+			dnames[strings.ToLower(rr.Header().Name)] = true
+		}
+	}
 	for i, r := range c.DNS.Records {
 		path := fmt.Sprintf("dns.records[%d]", i)
+		if rr, _ := dns.NewZoneParser(strings.NewReader(r), c.DNS.Zone, "").Next(); rr != nil {
+			name := strings.ToLower(rr.Header().Name)
+			for owner := range dnames {
+				if name != owner && dns.IsSubDomain(owner, name) {
+					v.errorf(path, "%s is below the DNAME at %s; nothing may exist there (RFC 6672 section 2.3)", rr.Header().Name, owner)
+				}
+			}
+		}
 		zp := dns.NewZoneParser(strings.NewReader(r), c.DNS.Zone, "")
 		rr, ok := zp.Next()
 		if err := zp.Err(); err != nil {
@@ -460,6 +475,24 @@ func (v *validator) dns() {
 	}
 	if c.DNS.SOA.RName == "" {
 		v.warnf("dns.soa", "not set: using defaults; a real deployment should set soa.mname and soa.rname")
+	}
+	if c.DNS.TCPMaxConnectionsPerNetwork < 0 {
+		v.errorf("dns.tcp_max_connections_per_network", "%d is negative", c.DNS.TCPMaxConnectionsPerNetwork)
+	}
+	if len(c.DNS.NSID) > 512 {
+		v.errorf("dns.nsid", "longer than 512 bytes")
+	}
+	if f := c.DNS.CookieSecretFile; f != "" {
+		b, err := os.ReadFile(f)
+		secret := []byte(strings.TrimSpace(string(b)))
+		switch {
+		case err != nil:
+			v.errorf("dns.cookie_secret_file", "%v", err)
+		case len(secret) < 16:
+			v.errorf("dns.cookie_secret_file", "%s holds %d bytes; a cookie secret needs at least 16", f, len(secret))
+		default:
+			c.DNS.CookieSecret = secret
+		}
 	}
 	v.dnssec()
 }

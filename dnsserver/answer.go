@@ -32,13 +32,22 @@ type response struct {
 	a    []dns.A
 	aaaa []dns.AAAA
 	// name is the lower-cased name being looked up.
-	name  []byte
-	opt   dns.OPT
-	opts  [1]dns.EDNS0
-	ecs   dns.EDNS0_SUBNET
-	soa   dns.SOA
-	hinfo dns.HINFO
-	buf   []byte
+	name []byte
+	opt  dns.OPT
+	opts [4]dns.EDNS0
+	ecs  dns.EDNS0_SUBNET
+	nsid dns.EDNS0_NSID
+	ede  dns.EDNS0_EDE
+	tsig dns.TSIG
+	// cookie is the COOKIE option of the response; cookieOut its value,
+	// set by the cookie check before the answer is built (cookies.go).
+	cookie    dns.EDNS0_COOKIE
+	cookieOut string
+	hasEDE    bool
+	signed    bool
+	soa       dns.SOA
+	hinfo     dns.HINFO
+	buf       []byte
 
 	// What the answer turned out to be, for the size limit and metrics.
 	edns     edns
@@ -82,7 +91,9 @@ func (r *response) reset() {
 	*m = dns.Msg{}
 	r.question[0] = dns.Question{}
 	r.opt, r.ecs, r.soa, r.hinfo = dns.OPT{}, dns.EDNS0_SUBNET{}, dns.SOA{}, dns.HINFO{}
-	r.opts[0] = nil
+	r.nsid, r.ede, r.tsig, r.cookie = dns.EDNS0_NSID{}, dns.EDNS0_EDE{}, dns.TSIG{}, dns.EDNS0_COOKIE{}
+	r.cookieOut, r.hasEDE, r.signed = "", false, false
+	clear(r.opts[:])
 	r.edns, r.qtype, r.referral, r.scope, r.scoped, r.refused = edns{}, qtypeNone, false, 0, false, nil
 }
 
@@ -124,29 +135,53 @@ func (r *response) begin(req *dns.Msg) *dns.Msg {
 
 // answer builds the response to req from v into r. client is the address
 // the answer is tailored for unless the query carries a Client Subnet. v is
-// nil when there is no routing snapshot yet.
+// nil when there is no routing snapshot yet. Every response, errors
+// included, is built here and in finish, so that header bits, the question
+// and the OPT record follow the same rules everywhere.
 //
 // It allocates nothing except copies of static records that must be renamed
 // (to the query's case, or to a name a wildcard matched).
 func answer(v *view, req *dns.Msg, client netip.Addr, r *response) {
 	m := r.begin(req)
 	defer r.finish(v)
-	if len(req.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		return
-	}
-	if req.Opcode != dns.OpcodeQuery {
-		m.Rcode = dns.RcodeNotImplemented
-		return
-	}
 	e, rcode := parseEDNS(req)
 	r.edns = e
-	if rcode != dns.RcodeSuccess {
+	switch {
+	case e.present && e.version != 0:
+		// BADVERS wins over every other check of the query (RFC 6891
+		// section 6.1.3); the OPT record finish adds carries it.
+		m.Rcode = dns.RcodeBadVers
+		return
+	case len(req.Question) != 1:
+		m.Rcode = dns.RcodeFormatError
+		m.Question = nil
+		return
+	case req.Opcode != dns.OpcodeQuery:
+		m.Rcode = dns.RcodeNotImplemented
+		return
+	case rcode != dns.RcodeSuccess:
 		m.Rcode = rcode
 		return
+	case len(req.Answer) > 1 || len(req.Ns) > 1 || len(req.Extra) > 2:
+		m.Rcode = dns.RcodeFormatError // no query has that much beyond its question
+		return
 	}
-	if e.present && e.version != 0 {
-		m.Rcode = dns.RcodeBadVers // the OPT record finish adds carries it
+	if t := req.IsTsig(); t != nil && (t.Algorithm == "" || t.Hdr.Class != dns.ClassANY) {
+		m.Rcode = dns.RcodeFormatError // a TSIG record without data, or not of class ANY (RFC 8945 section 4.2)
+		return
+	} else if t != nil {
+		// We hold no TSIG keys, so every key is unknown: NOTAUTH with an
+		// unsigned TSIG record saying BADKEY (RFC 8945 section 5.2.2).
+		m.Rcode = dns.RcodeNotAuth
+		r.tsig = dns.TSIG{
+			Hdr:        dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+			Algorithm:  t.Algorithm,
+			TimeSigned: t.TimeSigned,
+			Fudge:      t.Fudge,
+			OrigId:     req.Id,
+			Error:      dns.RcodeBadKey,
+		}
+		r.signed = true
 		return
 	}
 	if v == nil {
@@ -160,17 +195,20 @@ func answer(v *view, req *dns.Msg, client netip.Addr, r *response) {
 		return
 	case q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY:
 		m.Rcode = dns.RcodeRefused // we are authoritative for one IN zone only
+		r.explain(dns.ExtendedErrorCodeNotAuthoritative, "only class IN is served")
 		return
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
 		// The zone is generated per query from live health; there is no
 		// transferable copy of it.
 		m.Rcode = dns.RcodeRefused
+		r.explain(dns.ExtendedErrorCodeProhibited, "no zone transfers: answers follow live health")
 		return
 	}
 	z := v.zone
 	r.name = appendLower(r.name[:0], q.Name)
 	if z.origin == "" || !inZone(r.name, z.origin) {
 		m.Rcode = dns.RcodeRefused
+		r.explain(dns.ExtendedErrorCodeNotAuthoritative, "outside the zone")
 		return
 	}
 	if e.ecs != nil && e.ecsAddr.IsValid() {
@@ -179,31 +217,53 @@ func answer(v *view, req *dns.Msg, client netip.Addr, r *response) {
 	v.resolve(r, q, client)
 }
 
+// explain attaches an Extended DNS Error (RFC 8914) to the response; it
+// goes out only to EDNS queries. The text is static: no allocation.
+func (r *response) explain(code uint16, text string) {
+	r.ede = dns.EDNS0_EDE{InfoCode: code, ExtraText: text}
+	r.hasEDE = true
+}
+
 // finish adds the OPT record to a reply to an EDNS query: our UDP size, the
 // DO bit echoed (RFC 3225), the Client Subnet echoed with the scope the
-// answer holds for (RFC 7871 section 7.2.1).
+// answer holds for (RFC 7871 section 7.2.1), the NSID when asked (RFC
+// 5001), a server cookie (RFC 7873), an Extended DNS Error (RFC 8914); and
+// the TSIG record of a TSIG error, last.
 func (r *response) finish(v *view) {
-	if !r.edns.present {
-		return
-	}
-	size := uint16(config.DefaultUDPSize)
-	if v != nil {
-		size = v.zone.settings.udpSize
-	}
-	r.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: size}
-	r.opt.Option = r.opts[:0]
-	if r.edns.do {
-		r.opt.SetDo()
-	}
-	if ecs := r.edns.ecs; ecs != nil {
-		r.ecs = *ecs
-		r.ecs.SourceScope = 0
-		if r.scoped {
-			r.ecs.SourceScope = ecsScope(r.scope, ecs)
+	if r.edns.present {
+		size := uint16(config.DefaultUDPSize)
+		if v != nil {
+			size = v.zone.settings.udpSize
 		}
-		r.opt.Option = append(r.opt.Option, &r.ecs)
+		r.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: size}
+		r.opt.Option = r.opts[:0]
+		if r.edns.do {
+			r.opt.SetDo()
+		}
+		if ecs := r.edns.ecs; ecs != nil {
+			r.ecs = *ecs
+			r.ecs.SourceScope = 0
+			if r.scoped {
+				r.ecs.SourceScope = ecsScope(r.scope, ecs)
+			}
+			r.opt.Option = append(r.opt.Option, &r.ecs)
+		}
+		if r.edns.nsid && v != nil && v.zone.nsid != "" {
+			r.nsid = dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: v.zone.nsid}
+			r.opt.Option = append(r.opt.Option, &r.nsid)
+		}
+		if r.cookieOut != "" {
+			r.cookie = dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: r.cookieOut}
+			r.opt.Option = append(r.opt.Option, &r.cookie)
+		}
+		if r.hasEDE {
+			r.opt.Option = append(r.opt.Option, &r.ede)
+		}
+		r.msg.Extra = append(r.msg.Extra, &r.opt)
 	}
-	r.msg.Extra = append(r.msg.Extra, &r.opt)
+	if r.signed {
+		r.msg.Extra = append(r.msg.Extra, &r.tsig)
+	}
 }
 
 // resolve answers q, a name inside the zone, following in-zone CNAMEs.
@@ -217,20 +277,45 @@ func (v *view) resolve(r *response, q dns.Question, client netip.Addr) {
 	for hops := 0; ; hops++ {
 		switch kind {
 		case foundReferral:
-			if hops > 0 {
-				return // the chain leaves our authority; the resolver follows it
-			}
-			if q.Qtype == dns.TypeDS && string(r.name) == n.name {
+			if hops == 0 && q.Qtype == dns.TypeDS && string(r.name) == n.name {
 				// DS lives on the parent side of a cut, which is us (RFC 4035
-				// section 3.1.4.1): we have none, authoritatively.
-				m.Ns = append(m.Ns, z.negSOA)
+				// section 3.1.4.1): the static DS set, or NODATA.
+				if ds := n.rrs(dns.TypeDS); len(ds) > 0 {
+					r.addSet(owner, ds)
+				} else {
+					m.Ns = append(m.Ns, z.negSOA)
+				}
 				return
 			}
-			m.Authoritative = false
+			// A referral, also after a CNAME that leads into the delegated
+			// subzone (RFC 1034 section 4.3.2 step 3b): the CNAME stays
+			// authoritative, the NS set and glue follow it.
+			m.Authoritative = hops > 0
 			r.referral = true
 			m.Ns = append(m.Ns, n.ns...)
 			m.Extra = append(m.Extra, n.glue...)
 			return
+		case foundDNAME:
+			// RFC 6672 section 3.2: the DNAME, and a CNAME synthesized from
+			// it to the name with the DNAME's owner replaced by its target.
+			dn := n.dname
+			target, ok := canonicalName(owner[:len(owner)-len(n.name)] + dn.Target)
+			if !ok {
+				m.Rcode = dns.RcodeYXDomain // the new name is too long
+				m.Answer = append(m.Answer, dn)
+				return
+			}
+			m.Answer = append(m.Answer, dn, &dns.CNAME{Hdr: hdr(owner, dns.TypeCNAME, dn.Hdr.Ttl), Target: target})
+			if q.Qtype == dns.TypeCNAME || hops+1 >= maxChain {
+				return
+			}
+			r.name = append(r.name[:0], target...)
+			if !inZone(r.name, z.origin) {
+				return // out of zone: the resolver follows it
+			}
+			owner = target
+			n, kind = z.find(r.name)
+			continue
 		case foundNothing:
 			// The rcode describes the last name of a CNAME chain (RFC 6604).
 			m.Rcode = dns.RcodeNameError
@@ -306,6 +391,16 @@ func (v *view) gslb(r *response, owner string, si int, qtype uint16, client neti
 	}
 	d := svc.Route(routing.Request{Client: client}, nil)
 	r.scope, r.scoped = d.ScopeBits, true
+	if d.ScopeBits != 0 && len(sd.networks) > 0 {
+		r.scope = sd.scope(client, d.ScopeBits, v.targetDC(d.DNS))
+	}
+	if d.AllDown {
+		if len(d.Targets) == 0 {
+			r.explain(dns.ExtendedErrorCodeOther, "every datacenter is down (when_all_down: refuse)")
+		} else {
+			r.explain(dns.ExtendedErrorCodeOther, "every datacenter is down; answering all of them (when_all_down: serve_all)")
+		}
+	}
 	if len(d.Targets) == 0 {
 		// Nothing may serve (when_all_down: refuse). NODATA rather than
 		// SERVFAIL: SERVFAIL sends resolvers to our other nameservers,
@@ -336,7 +431,11 @@ func (v *view) gslb(r *response, owner string, si int, qtype uint16, client neti
 		}
 	}
 	if len(m.Answer) == before {
-		m.Ns = append(m.Ns, z.negSOA) // no address of this family: NODATA
+		// No address of this family: NODATA, cached no longer than the
+		// other family's answer, so that it follows a failover as fast.
+		r.soa = *z.negSOA
+		r.soa.Hdr.Ttl = min(r.soa.Hdr.Ttl, svc.TTL)
+		m.Ns = append(m.Ns, &r.soa)
 	}
 }
 
@@ -361,6 +460,7 @@ const (
 	foundName     findKind = iota // the name exists (its node)
 	foundWildcard                 // a wildcard matches the name (the wildcard's node)
 	foundReferral                 // the name is at or below a delegation (the cut's node)
+	foundDNAME                    // the name is below a DNAME (the DNAME owner's node)
 	foundNothing                  // the name does not exist
 )
 
@@ -390,6 +490,9 @@ func (z *zone) find(name []byte) (*node, findKind) {
 		}
 		if n.cut != nil {
 			return n.cut, foundReferral
+		}
+		if n.dname != nil {
+			return n, foundDNAME
 		}
 		if n.wild != nil {
 			return n.wild, foundWildcard

@@ -69,7 +69,11 @@ type cachedAnswer struct {
 	refused *serviceData
 	scoped  bool
 	scope   int
-	packed  []byte
+	// ede is the Extended DNS Error the answer carried, if any (every DC
+	// down gives the same datacenters as a healthy answer, with an EDE).
+	hasEDE bool
+	ede    dns.EDNS0_EDE
+	packed []byte
 }
 
 // query returns the query whose bytes after the ID are key, as answered
@@ -105,7 +109,7 @@ func (c *answerCache) add(key []byte, req *dns.Msg) *cachedQuery {
 func (q *cachedQuery) packed(r *response) []byte {
 	for i := range q.answers {
 		a := &q.answers[i]
-		if a.refused == r.refused && a.scoped == r.scoped && a.scope == r.scope && slices.Equal(a.gslb, r.gslb) {
+		if a.refused == r.refused && a.scoped == r.scoped && a.scope == r.scope && a.hasEDE == r.hasEDE && a.ede == r.ede && slices.Equal(a.gslb, r.gslb) {
 			return a.packed
 		}
 	}
@@ -122,6 +126,8 @@ func (q *cachedQuery) remember(r *response, b []byte) {
 		refused: r.refused,
 		scoped:  r.scoped,
 		scope:   r.scope,
+		hasEDE:  r.hasEDE,
+		ede:     r.ede,
 		packed:  slices.Clone(b),
 	})
 }

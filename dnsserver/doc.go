@@ -19,7 +19,11 @@
 // authoritative answers, SOA in the authority section of negative answers
 // (RFC 2308), referrals below delegations, empty non-terminals and wildcards
 // (RFC 4592), EDNS(0) (RFC 6891) with Client Subnet (RFC 7871), minimal ANY
-// answers (RFC 8482) and truncation to the client's UDP size. Responses over
-// UDP are rate limited per client network (RRL) so the server is a poor
-// amplifier.
+// answers (RFC 8482) and truncation to the client's UDP size, DNAME (RFC
+// 6672), NSID (RFC 5001), DNS Cookies (RFC 7873, RFC 9018; cookies.go) and
+// Extended DNS Errors (RFC 8914). Every response, errors included, is built
+// by answer and finish (answer.go). Responses over UDP are rate limited per
+// client network (RRL) so the server is a poor amplifier; a valid server
+// cookie proves the source and passes. TCP connections are capped in all and
+// per client network, the longest idle giving way to a newcomer (listen.go).
 package dnsserver

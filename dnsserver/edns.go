@@ -16,6 +16,11 @@ type edns struct {
 	// ecsAddr is its address, valid when the source prefix is not empty.
 	ecs     *dns.EDNS0_SUBNET
 	ecsAddr netip.Addr
+	// nsid is set when the query asks for the name-server identifier.
+	nsid bool
+	// cookie is the query's COOKIE option in hex (as miekg holds it):
+	// the 8-byte client cookie, then the server cookie if any.
+	cookie string
 }
 
 // parseEDNS reads the OPT record of req. It returns FORMERR for a query with
@@ -30,25 +35,44 @@ func parseEDNS(req *dns.Msg) (edns, int) {
 			continue
 		}
 		if e.present || opt.Hdr.Name != "." {
-			return edns{}, dns.RcodeFormatError
+			// An error response to an EDNS query still carries OPT
+			// (RFC 6891 section 6.1.1).
+			return edns{present: true, version: opt.Version(), udpSize: opt.UDPSize()}, dns.RcodeFormatError
 		}
 		e.present = true
 		e.version = opt.Version()
 		e.udpSize = opt.UDPSize()
 		e.do = opt.Do()
+		bad := false
 		for _, o := range opt.Option {
-			ecs, ok := o.(*dns.EDNS0_SUBNET)
-			if !ok {
-				continue // other options (cookies, padding, ...) are ignored, as RFC 6891 allows
+			switch o := o.(type) {
+			case *dns.EDNS0_SUBNET:
+				if e.ecs != nil {
+					bad = true
+					break
+				}
+				addr, ok := ecsAddress(o)
+				if !ok {
+					bad = true
+					break
+				}
+				e.ecs, e.ecsAddr = o, addr
+			case *dns.EDNS0_NSID:
+				e.nsid = true
+			case *dns.EDNS0_COOKIE:
+				// 8 bytes of client cookie, optionally 8 to 32 of server
+				// cookie (RFC 7873 section 5.2.2); anything else is
+				// malformed. Hex doubles the lengths.
+				if n := len(o.Cookie); e.cookie != "" || (n != 16 && (n < 32 || n > 80 || n%2 != 0)) {
+					bad = true
+					break
+				}
+				e.cookie = o.Cookie
 			}
-			if e.ecs != nil {
-				return edns{}, dns.RcodeFormatError
-			}
-			addr, ok := ecsAddress(ecs)
-			if !ok {
-				return edns{}, dns.RcodeFormatError
-			}
-			e.ecs, e.ecsAddr = ecs, addr
+			// Other options (padding, ...) are ignored, as RFC 6891 allows.
+		}
+		if bad {
+			return edns{present: true, version: e.version, udpSize: e.udpSize, do: e.do}, dns.RcodeFormatError
 		}
 	}
 	return e, dns.RcodeSuccess

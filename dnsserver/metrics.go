@@ -92,6 +92,7 @@ type metrics struct {
 	rrl         *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	tcpRejected prometheus.Counter
+	tcpEvicted  prometheus.Counter
 
 	rrlDropped, rrlSlipped prometheus.Counter
 	durations              [numTransports]prometheus.Observer
@@ -117,6 +118,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from receiving a query to handing its response to the socket; over UDP, queries read together in one batch are answered and written together, and each is observed with the batch's time.",
 			Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2, 0.1},
 		}, []string{"transport"}),
+		tcpEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coopr_gslb_dns_tcp_evicted_connections_total",
+			Help: "Idle TCP connections closed to make room for a new one at the connection caps.",
+		}),
 		tcpRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "coopr_gslb_dns_tcp_rejected_connections_total",
 			Help: "TCP connections closed on accept because dns.tcp_max_connections were open.",
@@ -129,6 +134,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.rrl = register(reg, m.rrl, &err)
 		m.duration = register(reg, m.duration, &err)
 		m.tcpRejected = register(reg, m.tcpRejected, &err)
+		m.tcpEvicted = register(reg, m.tcpEvicted, &err)
 		if err != nil {
 			return nil, err
 		}

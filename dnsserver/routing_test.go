@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -55,9 +56,10 @@ func TestDrainAndHealthShowInTheNextAnswer(t *testing.T) {
 
 	f.engine.UpdateEndpoint(routing.EndpointUpdate{DC: "dc1", Service: "api", Endpoint: "127.0.0.1:1", Up: false, Reason: "connection refused"})
 	wantAddrs(t, f.exchange(t, "udp", q), "192.0.2.2")
-	// dc2 has no IPv6 address: NODATA, not dc1's address.
+	// dc2 has no IPv6 address: NODATA, not dc1's address, cached no
+	// longer than the A answer (dns_ttl 30 < negative_ttl 45).
 	m := f.exchange(t, "udp", query("api.gslb.example.com.", dns.TypeAAAA))
-	check(t, m, want{aa: true, ns: []string{negSOA}})
+	check(t, m, want{aa: true, ns: []string{"gslb.example.com. 30 SOA"}})
 
 	f.engine.UpdateEndpoint(routing.EndpointUpdate{DC: "dc1", Service: "api", Endpoint: "127.0.0.1:1", Up: true})
 	wantAddrs(t, f.exchange(t, "udp", q), "192.0.2.1")
@@ -85,8 +87,9 @@ func TestClientSubnet(t *testing.T) {
 	}{
 		{"nearest, matching network", "near.gslb.example.com.", "10.2.3.0/24", "192.0.2.2", 16},
 		{"nearest, other network", "near.gslb.example.com.", "10.1.0.0/16", "192.0.2.1", 16},
-		{"nearest, no matching network: the source prefix", "near.gslb.example.com.", "203.0.113.0/24", "192.0.2.1", 24},
-		{"nearest, IPv6 client", "near.gslb.example.com.", "2001:db8:1::/48", "192.0.2.1", 48},
+		// Scope 1 keeps 10.0.0.0/8, where the client networks are, out.
+		{"nearest, no matching network: short enough to exclude every network", "near.gslb.example.com.", "203.0.113.0/24", "192.0.2.1", 1},
+		{"nearest, IPv6 client: no IPv6 network, the same for all", "near.gslb.example.com.", "2001:db8:1::/48", "192.0.2.1", 0},
 		{"failover does not depend on the client", "api.gslb.example.com.", "10.2.3.0/24", "192.0.2.1", 0},
 		{"source prefix 0: not tailored", "near.gslb.example.com.", "10.2.0.0/0", "192.0.2.1", 0},
 	}
@@ -148,4 +151,40 @@ func TestClientSubnet(t *testing.T) {
 			t.Errorf("rcode = %s, want FORMERR", dns.RcodeToString[m.Rcode])
 		}
 	})
+}
+
+// TestECSScopeExcludesNestedNetworks is the case (RFC 7871 section
+// 7.2.1): east 10.0.0.0/8, west 10.2.0.0/16 and 10.1.0.128/25 inside it.
+func TestECSScopeExcludesNestedNetworks(t *testing.T) {
+	sd := &serviceData{networks: []dcNetwork{
+		{netip.MustParsePrefix("10.2.0.0/16"), "west"},
+		{netip.MustParsePrefix("10.1.0.128/25"), "west"},
+		{netip.MustParsePrefix("10.0.0.0/8"), "east"},
+	}}
+	for _, tc := range []struct {
+		client string
+		bits   int
+		dc     string
+		want   int
+	}{
+		{"10.1.5.0", 8, "east", 22},  // 10.1.4.0/22 holds neither of west's networks
+		{"10.0.0.0", 8, "east", 16},  // a query for 10.0.0.0/8 gets a scope longer than 8
+		{"10.2.5.0", 16, "west", 16}, // inside west's network: nothing of east's is more specific
+		{"10.1.0.200", 25, "west", 25},
+		{"10.1.0.5", 8, "east", 25},  // 10.1.0.0/25 is east's; /24 would hold west's /25
+		{"10.200.0.0", 8, "east", 9}, // /9 excludes 10.0.0.0/9, where west's networks are
+		{"192.0.2.1", -1, "east", 1},
+	} {
+		got := sd.scope(netip.MustParseAddr(tc.client), tc.bits, tc.dc)
+		if got != tc.want {
+			t.Errorf("scope(%s, matched /%d, %s) = %d, want %d", tc.client, tc.bits, tc.dc, got, tc.want)
+		}
+		// Whatever the scope, no network of another DC lies inside it.
+		p := netip.PrefixFrom(netip.MustParseAddr(tc.client), got).Masked()
+		for _, n := range sd.networks {
+			if n.dc != tc.dc && n.prefix.Bits() > p.Bits() && p.Contains(n.prefix.Addr()) {
+				t.Errorf("%s holds %s of %s", p, n.prefix, n.dc)
+			}
+		}
+	}
 }

@@ -170,3 +170,15 @@ func mix(x uint64) uint64 {
 	x ^= x >> 31
 	return x
 }
+
+// clientNetwork is the network of client under cfg's prefix lengths
+// (24 and 56 bits when unset), as RRL groups clients.
+func clientNetwork(cfg config.RRL, client netip.Addr) netip.Prefix {
+	client = client.Unmap()
+	bits := orDefault(cfg.IPv6PrefixLen, 56)
+	if client.Is4() {
+		bits = orDefault(cfg.IPv4PrefixLen, 24)
+	}
+	p, _ := client.Prefix(bits)
+	return p
+}

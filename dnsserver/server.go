@@ -70,10 +70,12 @@ type Server struct {
 	pool    sync.Pool
 
 	// view is the index of the latest snapshot; buildMu serializes
-	// rebuilding it, serial is the last SOA serial handed out.
+	// rebuilding it.
 	view    atomic.Pointer[view]
 	buildMu sync.Mutex
-	serial  uint32
+	// cookieSecret is the server cookie key when no configured secret
+	// applies: random per process, or the cluster's (SetCookieSecret).
+	cookieSecret atomic.Pointer[cookieKey]
 
 	// stopping is set, and done closed, when Shutdown begins.
 	stopping atomic.Bool
@@ -104,6 +106,7 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, log: opts.Logger, metrics: m, limiter: newLimiter(), done: make(chan struct{})}
+	s.cookieSecret.Store(randomCookieKey())
 	s.pool.New = func() any { return newResponse() }
 	return s, nil
 }
@@ -178,8 +181,17 @@ func (s *Server) Start() error {
 
 	idle := s.settings().idleTimeout
 	s.tcp = &dns.Server{
-		Listener: &limitListener{Listener: ln, max: func() int { return s.settings().maxConns }, rejected: s.metrics.tcpRejected},
-		Handler:  handler{s, tcp},
+		Listener: &limitListener{
+			Listener:  ln,
+			max:       func() int { return s.settings().maxConns },
+			maxPerNet: func() int { return s.settings().maxPerNet },
+			network:   func(a netip.Addr) netip.Prefix { return clientNetwork(s.settings().rrl, a) },
+			rejected:  s.metrics.tcpRejected,
+			evicted:   s.metrics.tcpEvicted,
+			draining:  s.stopping.Load,
+		},
+		DecorateReader: func(dns.Reader) dns.Reader { return frameReader{s} },
+		Handler:        handler{s, tcp},
 		// The first query must come within the idle timeout too, and
 		// later ones follow it as reloads change it.
 		ReadTimeout:    idle,
@@ -323,11 +335,20 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg, t transport) {
 // not nil, is req's entry in a UDP worker's cache for v: a response packed
 // for the same answer before is reused, a new one is kept.
 func (s *Server) respond(v *view, req *dns.Msg, q *cachedQuery, client netip.Addr, t transport, now time.Time, r *response) []byte {
+	// A valid server cookie proves the source address (RFC 7873), so such
+	// a client passes rate limiting; so does TCP, whose handshake proves it.
+	cookieOK := s.checkCookie(v, req, client, now, r)
 	action := rrlAllow
-	if t == udp {
+	if t == udp && !cookieOK {
 		// Rate limiting comes first: a flood costs a table lookup, not an
-		// answer. TCP needs none, its handshake proves the source.
+		// answer.
 		action = s.limiter.check(client, now)
+	}
+	if action != rrlAllow && r.cookieOut != "" {
+		// The client speaks cookies: tell it the one to use instead.
+		s.metrics.rrlSlipped.Inc()
+		badCookie(v, req, r)
+		action, q = rrlSlip, nil
 	}
 	switch action {
 	case rrlDrop:
@@ -335,11 +356,16 @@ func (s *Server) respond(v *view, req *dns.Msg, q *cachedQuery, client netip.Add
 		s.metrics.query(t, questionType(req), rcodeDropped)
 		return nil
 	case rrlSlip:
-		s.metrics.rrlSlipped.Inc()
-		slip(v, req, r)
+		if r.msg.Rcode != dns.RcodeBadCookie {
+			s.metrics.rrlSlipped.Inc()
+			slip(v, req, r)
+		}
 		q = nil
 	default:
 		answer(v, req, client, r)
+	}
+	if r.cookieOut != "" {
+		q = nil // the server cookie is per client and time
 	}
 
 	var b []byte
@@ -417,24 +443,14 @@ func remoteAddr(w dns.ResponseWriter) netip.Addr {
 }
 
 // acceptHeader decides from the header alone whether a packet is worth
-// parsing. Unlike dns.DefaultMsgAcceptFunc it answers NOTIMP to every
-// opcode but QUERY, NOTIFY included: we are no secondary.
+// parsing: a response is dropped (answering it could start a loop), every
+// query is parsed, so that its error response, if any, is built by answer
+// with the question and the OPT record (RFC 6891 section 6.1.1) and only
+// RD and CD copied from the query.
 func acceptHeader(dh dns.Header) dns.MsgAcceptAction {
 	const qr = 1 << 15
 	if dh.Bits&qr != 0 {
-		return dns.MsgIgnore // a response: answering it could start a loop
-	}
-	if opcode := int(dh.Bits>>11) & 0xF; opcode != dns.OpcodeQuery {
-		return dns.MsgRejectNotImplemented
-	}
-	if dh.Qdcount != 1 {
-		return dns.MsgReject
-	}
-	// A query has at most an IXFR's SOA beyond its question, and an OPT and
-	// a TSIG record in the additional section; more is junk not worth
-	// parsing.
-	if dh.Ancount > 1 || dh.Nscount > 1 || dh.Arcount > 2 {
-		return dns.MsgReject
+		return dns.MsgIgnore
 	}
 	return dns.MsgAccept
 }
@@ -458,6 +474,9 @@ func (s *Server) acceptCounted(t transport, dh dns.Header) dns.MsgAcceptAction {
 // header they are dropped, otherwise answered FORMERR.
 func (s *Server) invalid(t transport) dns.MsgInvalidFunc {
 	return func(m []byte, _ error) {
+		if len(m) == 0 {
+			return // frameReader answered and counted it
+		}
 		rcode := rcodeLabel(dns.RcodeFormatError)
 		if len(m) < headerSize {
 			rcode = rcodeDropped

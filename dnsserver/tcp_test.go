@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -97,8 +98,8 @@ func TestTCPIdleTimeout(t *testing.T) {
 	}
 }
 
-func TestTCPConnectionLimit(t *testing.T) {
-	f := start(t, "  tcp_max_connections: 2")
+func TestTCPConnectionLimitClosesTheOldestIdle(t *testing.T) {
+	f := start(t, "  tcp_max_connections: 2\n  tcp_max_connections_per_network: 2")
 	var conns []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", f.addr)
@@ -111,37 +112,84 @@ func TestTCPConnectionLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
+		time.Sleep(5 * time.Millisecond) // distinct activity times
 	}
-	// The server resets a connection beyond the cap at once, so the dial
-	// itself may see the reset on a busy machine.
-	if over, err := net.Dial("tcp", f.addr); err == nil {
-		defer over.Close()
-		over.Write([]byte{0, 12}) // may already fail
-		if m, err := readTCP(over, 2*time.Second); err == nil {
-			t.Fatalf("third connection answered: %v", m)
-		}
+	// A third connection at the cap makes room: the one idle longest
+	// (the first) is closed, the newcomer answered.
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer c.Close()
+	writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+	if _, err := readTCP(c, 2*time.Second); err != nil {
+		t.Fatalf("third connection not answered: %v", err)
+	}
+	if _, err := readTCP(conns[0], 2*time.Second); err == nil {
+		t.Error("the oldest idle connection is still open")
+	}
+	writeTCP(t, conns[1], query("api.gslb.example.com.", dns.TypeA))
+	if _, err := readTCP(conns[1], 2*time.Second); err != nil {
+		t.Errorf("the newer connection was closed: %v", err)
+	}
+}
 
-	// A slot freed is a slot to use, once the server has seen the close
-	// (until then a new connection is still reset).
-	conns[0].Close()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		c, err := net.Dial("tcp", f.addr)
-		if err == nil {
-			b := packet(t, query("api.gslb.example.com.", dns.TypeA))
-			if _, err = c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)); err == nil {
-				_, err = readTCP(c, time.Second)
-			}
+func TestTCPFloodDoesNotLockOut(t *testing.T) {
+	f := start(t, "  tcp_max_connections: 50\n  tcp_idle_timeout: 30s")
+	var flood []net.Conn
+	defer func() {
+		for _, c := range flood {
 			c.Close()
 		}
-		if err == nil {
-			break
+	}()
+	for i := range 200 {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			continue
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no connection accepted after one closed: %v", err)
+		flood = append(flood, c)
+		switch i % 3 {
+		case 0: // idle
+		case 1:
+			c.Write([]byte{0, 0}) // a zero-length frame
+		case 2:
+			c.Write([]byte{0, 40, 1, 2, 3}) // a frame never completed
 		}
-		time.Sleep(20 * time.Millisecond)
+	}
+	// Zero-length frames close their connection at once (EOF, or a reset
+	// when it was evicted first).
+	if _, err := readTCP(flood[1], 2*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("zero-length frame: read error %v, want the connection closed", err)
+	}
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+	if _, err := readTCP(c, 2*time.Second); err != nil {
+		t.Fatalf("a legitimate client after a flood: %v", err)
+	}
+}
+
+func TestTCPMalformedGetsFormerrWithRDAndCDOnly(t *testing.T) {
+	f := start(t, "")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := query("api.gslb.example.com.", dns.TypeA, withECS("10.0.0.0/12"))
+	m.RecursionDesired, m.CheckingDisabled, m.Truncated, m.RecursionAvailable, m.AuthenticatedData = true, true, true, true, true
+	b := packet(t, m)
+	b[len(b)-3] = 0xFF // the ECS option claims more bytes than there are
+	c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+	r, err := readTCP(c, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rcode != dns.RcodeFormatError || !r.RecursionDesired || !r.CheckingDisabled || r.Truncated || r.RecursionAvailable || r.AuthenticatedData {
+		t.Errorf("got %v, want FORMERR copying only RD and CD", r)
 	}
 }
 
@@ -238,5 +286,84 @@ func TestWildcardAddress(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+func TestTCPZeroLengthFrameCloses(t *testing.T) {
+	f := start(t, "")
+	for _, frame := range [][]byte{{0, 0}, {0, 5, 1, 2, 3, 4, 5}} {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(frame)
+		if _, err := readTCP(c, 2*time.Second); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("frame %x: read error %v, want the connection closed", frame, err)
+		}
+		c.Close()
+	}
+}
+
+func TestTCPPartialFramesDoNotResetIdleTimer(t *testing.T) {
+	f := start(t, "  tcp_idle_timeout: 400ms")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := packet(t, query("api.gslb.example.com.", dns.TypeA))
+	frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...)
+	began := time.Now()
+	// Dribble a byte every 100ms: the connection must still close at the
+	// idle timeout.
+	done := make(chan struct{})
+	defer func() { c.Close(); <-done }()
+	go func() {
+		defer close(done)
+		for i := 0; i < len(frame)-1; i++ {
+			if _, err := c.Write(frame[i : i+1]); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	if _, err := readTCP(c, 3*time.Second); err == nil {
+		t.Fatal("a query never completed was answered")
+	}
+	if d := time.Since(began); d > 1500*time.Millisecond {
+		t.Errorf("closed after %v, want about the 400ms idle timeout", d)
+	}
+}
+
+// TestTCPQueryDuringShutdownAnswered: a client connected just before
+// Shutdown (as to the old process of a SIGUSR2 upgrade) whose query arrives
+// as Shutdown begins gets its answer, not a connection closed unanswered.
+func TestTCPQueryDuringShutdownAnswered(t *testing.T) {
+	f := start(t, "")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The connection is accepted (a first query proves it) before Shutdown.
+	writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+	if _, err := readTCP(c, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Shutdown(context.Background()) }()
+	for !f.srv.stopping.Load() {
+		time.Sleep(time.Millisecond) // bounded: Shutdown sets it first thing
+	}
+	writeTCP(t, c, query("api.gslb.example.com.", dns.TypeA))
+	m, err := readTCP(c, 2*time.Second)
+	if err != nil {
+		t.Fatalf("query sent as Shutdown began: %v (closed unanswered)", err)
+	}
+	if m.Rcode != dns.RcodeSuccess || len(m.Answer) == 0 {
+		t.Errorf("answer during shutdown: %s with %d answers", dns.RcodeToString[m.Rcode], len(m.Answer))
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 }

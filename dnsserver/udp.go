@@ -11,6 +11,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
+
+	"github.com/coopr-gslb/coopr-gslb/config"
 	"golang.org/x/net/ipv6"
 )
 
@@ -201,7 +203,7 @@ func (s *Server) handlePacket(p []byte, client netip.Addr, now time.Time, c *ans
 	case dns.MsgReject, dns.MsgRejectNotImplemented:
 		*req = dns.Msg{}
 		req.Unpack(p[:headerSize]) // the header alone, which cannot fail
-		return r.reject(req, action == dns.MsgRejectNotImplemented), false
+		return r.reject(req, false), false
 	default:
 		return nil, false
 	}
@@ -220,7 +222,7 @@ func (s *Server) handlePacket(p []byte, client netip.Addr, now time.Time, c *ans
 		*req = dns.Msg{}
 		if err := req.Unpack(p); err != nil {
 			s.metrics.query(udp, qtypeNone, rcodeLabel(dns.RcodeFormatError))
-			return r.reject(req, false), false
+			return r.reject(req, h.Arcount > 0), false
 		}
 		if c != nil {
 			q = c.add(p[2:], req)
@@ -275,22 +277,24 @@ func header(p []byte) dns.Header {
 	}
 }
 
-// reject packs the error response miekg/dns's server sends for a packet it
-// does not hand to a handler, byte for byte: req as far as it was
-// unpacked (its header, and its question if that was read), with QR set,
-// AA and Z clear, the other sections dropped, and rcode FORMERR with opcode
-// QUERY, or NOTIMP with the query's opcode. It returns nil if that does not
-// pack.
-func (r *response) reject(req *dns.Msg, notImplemented bool) []byte {
-	opcode := req.Opcode
-	req.SetRcodeFormatError(req)
-	req.Zero = false
-	if notImplemented {
-		req.Opcode = opcode
-		req.Rcode = dns.RcodeNotImplemented
+// reject packs the FORMERR response to a packet that does not unpack:
+// its ID, opcode, RD and CD (RFC 1035 section 4.1.1, RFC 4035 section
+// 3.2.3) and its question if that was read; with an OPT record of ours
+// when the query has an additional record (which the error is usually in:
+// an option miekg cannot read), so the client does not conclude we lack
+// EDNS (RFC 6891 section 6.1.1). It returns nil if that does not pack.
+func (r *response) reject(req *dns.Msg, edns bool) []byte {
+	m := dns.Msg{}
+	m.Id, m.Response, m.Opcode = req.Id, true, req.Opcode
+	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+	m.Rcode = dns.RcodeFormatError
+	if len(req.Question) == 1 {
+		m.Question = req.Question
 	}
-	req.Ns, req.Answer, req.Extra = nil, nil, nil
-	b, err := req.PackBuffer(r.buf)
+	if edns {
+		m.SetEdns0(config.DefaultUDPSize, false)
+	}
+	b, err := m.PackBuffer(r.buf)
 	if err != nil {
 		return nil
 	}

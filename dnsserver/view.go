@@ -1,8 +1,6 @@
 package dnsserver
 
 import (
-	"time"
-
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
@@ -77,11 +75,8 @@ func (s *Server) rebuild(snap *routing.Snapshot) *view {
 	if old != nil && old.zone.cfg == snap.Config {
 		z = old.zone
 	} else {
-		// A new configuration gets a new serial so that secondaries and
-		// caches see the change: the build time, but strictly increasing
-		// even across reloads within one second.
-		s.serial = max(s.serial+1, uint32(time.Now().Unix()))
-		z = buildZone(snap.Config, snap, s.serial, s.metrics, s.log)
+		// The serial derives from the zone's content (contentSerial).
+		z = buildZone(snap.Config, snap, 0, s.metrics, s.log)
 		s.limiter.configure(z.settings.rrl)
 	}
 	v := newView(snap, z)
@@ -97,4 +92,16 @@ func (s *Server) Prepare(snap *routing.Snapshot) {
 	if snap != nil && snap.Config != nil {
 		s.rebuild(snap)
 	}
+}
+
+// targetDC names the datacenter of the first of ts (the DNS answer's
+// datacenters), "" for none.
+func (v *view) targetDC(ts []*routing.Target) string {
+	if len(ts) == 0 {
+		return ""
+	}
+	if dd := v.targets[ts[0]]; dd != nil {
+		return dd.dc
+	}
+	return ""
 }

@@ -1,10 +1,16 @@
 package dnsserver
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +30,49 @@ const (
 	nsTTL = 3600
 	// anyTTL is the TTL of the HINFO record that answers ANY (RFC 8482).
 	anyTTL = 3600
+	// soaMinimum is the least SOA MINIMUM field served.
+	soaMinimum = 3600
 )
+
+// contentSerial derives the SOA serial from what makes the zone: the dns
+// block (the cookie secret aside), and each service's hostnames, policy and
+// TTL and each datacenter's addresses. Instances with the same configuration
+// serve the same serial, and a change of content changes it. It is a hash,
+// so a new serial is not "greater" in RFC 1982 terms; nothing transfers this
+// zone (AXFR and IXFR are refused), so only equality matters to the
+// resolvers and checkers that compare serials. It is never 0.
+func contentSerial(cfg *config.Config) uint32 {
+	type dcPart struct {
+		Name      string
+		Addresses map[string][]string
+	}
+	d := cfg.DNS
+	d.CookieSecret, d.CookieSecretFile = nil, ""
+	content := struct {
+		DNS      config.DNS
+		Services map[string][]string
+		DCs      []dcPart
+	}{DNS: d, Services: map[string][]string{}}
+	for _, name := range cfg.ServiceNames {
+		sc := cfg.Services[name]
+		content.Services[name] = append(slices.Clone(sc.Hostnames), "policy="+sc.Policy, "ttl="+strconv.Itoa(int(sc.DNSTTL)))
+	}
+	for _, dc := range cfg.Datacenters {
+		if dc == nil {
+			continue
+		}
+		p := dcPart{Name: dc.Name, Addresses: map[string][]string{}}
+		for svc, ds := range dc.Services {
+			if ds != nil {
+				p.Addresses[svc] = ds.Addresses
+			}
+		}
+		content.DCs = append(content.DCs, p)
+	}
+	b, _ := json.Marshal(content)
+	sum := sha256.Sum256(b)
+	return max(binary.BigEndian.Uint32(sum[:4]), 1)
+}
 
 // zone is what the configuration says about the DNS zone, built once per
 // *config.Config and read-only afterwards, so any number of queries may read
@@ -49,6 +97,10 @@ type zone struct {
 	negTTL      uint32
 	services    []*serviceData
 	settings    settings
+	// nsid is the NSID option's value in hex (RFC 5001), empty for none.
+	nsid string
+	// cookieKey is the configured cookie secret's key, nil for none.
+	cookieKey *cookieKey
 }
 
 // settings are the serving parameters the configuration gives, read per
@@ -58,7 +110,9 @@ type settings struct {
 	udpSize     uint16
 	idleTimeout time.Duration
 	maxConns    int
+	maxPerNet   int
 	rrl         config.RRL
+	cookies     bool
 }
 
 // node is one name of the zone.
@@ -67,6 +121,9 @@ type node struct {
 	sets []rrset
 	// cname is the name's CNAME record, if it has one; it then has no other data.
 	cname *dns.CNAME
+	// dname is the name's DNAME record, if it has one: names below it are
+	// redirected (RFC 6672), and none of them exists in the zone.
+	dname *dns.DNAME
 	// service indexes zone.services when the name is a GSLB hostname whose
 	// A and AAAA records come from routing; -1 otherwise.
 	service int
@@ -117,6 +174,9 @@ func (n *node) add(rr dns.RR) {
 type serviceData struct {
 	name string
 	dcs  map[string]*dcData
+	// networks are the datacenters' client networks under the nearest
+	// policy, for the ECS scope.
+	networks []dcNetwork
 	// refused counts answers given while no datacenter may serve.
 	refused prometheus.Counter
 }
@@ -150,14 +210,32 @@ func buildZone(cfg *config.Config, snap *routing.Snapshot, serial uint32, m *met
 			udpSize:     uint16(orDefault(d.UDPSize, config.DefaultUDPSize)),
 			idleTimeout: d.TCPIdleTimeout.D(),
 			maxConns:    d.TCPMaxConnections,
+			maxPerNet:   d.TCPMaxConnectionsPerNetwork,
 			rrl:         d.RRL,
+			cookies:     d.Cookies == nil || *d.Cookies,
 		},
+	}
+	if z.serial == 0 {
+		z.serial = contentSerial(cfg)
+	}
+	if d.NSID != "" {
+		id := d.NSID
+		if id == "hostname" {
+			id, _ = os.Hostname()
+		}
+		z.nsid = hex.EncodeToString([]byte(id))
+	}
+	if len(d.CookieSecret) > 0 {
+		z.cookieKey = newCookieKey(d.CookieSecret)
 	}
 	if z.settings.idleTimeout <= 0 {
 		z.settings.idleTimeout = 10 * time.Second
 	}
 	if z.settings.maxConns <= 0 {
 		z.settings.maxConns = 1000
+	}
+	if z.settings.maxPerNet <= 0 {
+		z.settings.maxPerNet = max(1, z.settings.maxConns/10)
 	}
 	origin, ok := canonicalName(d.Zone)
 	if d.Zone == "" || !ok {
@@ -232,6 +310,10 @@ func (b *zoneBuilder) addStatic(i int, rr dns.RR) {
 		}
 	case *dns.NS:
 		if rr.Ns, ok = canonicalName(rr.Ns); !ok {
+			return
+		}
+	case *dns.DNAME:
+		if rr.Target, ok = canonicalName(rr.Target); !ok {
 			return
 		}
 	}
@@ -317,10 +399,13 @@ func (b *zoneBuilder) soa(c config.SOA) {
 		Ns:      mname,
 		Mbox:    rname,
 		Serial:  z.serial,
-		Refresh: seconds(c.Refresh.D(), time.Hour),
-		Retry:   seconds(c.Retry.D(), 10*time.Minute),
-		Expire:  seconds(c.Expire.D(), 7*24*time.Hour),
-		Minttl:  z.negTTL,
+		Refresh: seconds(c.Refresh.D(), config.DefaultSOARefresh),
+		Retry:   seconds(c.Retry.D(), config.DefaultSOARetry),
+		Expire:  seconds(c.Expire.D(), config.DefaultSOAExpire),
+		// MINIMUM caps negative caching (RFC 2308 section 4) and checkers
+		// expect it between 300 and 86400; the SOA that negative answers
+		// carry has TTL negative_ttl, which bounds the caching below it.
+		Minttl: max(z.negTTL, soaMinimum),
 	}
 	neg := *z.soa
 	neg.Hdr.Ttl = min(soaTTL, z.negTTL)
@@ -347,9 +432,15 @@ func (b *zoneBuilder) services(cfg *config.Config, snap *routing.Snapshot, m *me
 			dcs:     map[string]*dcData{},
 			refused: m.gslbAnswers.WithLabelValues(name, "none"),
 		}
+		sc := cfg.Services[name]
 		for _, dc := range cfg.Datacenters {
 			if dc == nil || dc.Services[name] == nil {
 				continue
+			}
+			if sc.Policy == "nearest" {
+				for _, p := range dc.Networks {
+					sd.networks = append(sd.networks, dcNetwork{prefix: p.Masked(), dc: dc.Name})
+				}
 			}
 			ds := dc.Services[name]
 			dd := &dcData{dc: dc.Name, answers: m.gslbAnswers.WithLabelValues(name, dc.Name)}
@@ -401,6 +492,21 @@ func (b *zoneBuilder) finish() {
 	for name := range z.nodes {
 		names = append(names, name)
 	}
+	// Nothing exists below a DNAME (RFC 6672 section 2.3): such names are
+	// dropped before they can make empty non-terminals.
+	for _, name := range names {
+		for p := parent([]byte(name)); p != nil && len(p) >= len(z.origin); p = parent(p) {
+			if a := z.nodes[string(p)]; a != nil && len(a.rrs(dns.TypeDNAME)) > 0 {
+				b.log.Warn("dns: skipping a name below a DNAME", "name", name, "dname", string(p))
+				delete(z.nodes, name)
+				break
+			}
+		}
+	}
+	names = names[:0]
+	for name := range z.nodes {
+		names = append(names, name)
+	}
 	// Empty non-terminals exist because a deeper name does (RFC 4592
 	// section 2.2.2): they answer NODATA, not NXDOMAIN.
 	for _, name := range names {
@@ -416,6 +522,9 @@ func (b *zoneBuilder) finish() {
 				n.sets = []rrset{{rrtype: dns.TypeCNAME, rrs: cn[:1]}}
 			}
 			n.cname = cn[0].(*dns.CNAME)
+		}
+		if dn := n.rrs(dns.TypeDNAME); len(dn) > 0 {
+			n.dname = dn[0].(*dns.DNAME)
 		}
 		if rest, ok := strings.CutPrefix(name, "*."); ok {
 			if p := z.nodes[rest]; p != nil {
@@ -447,4 +556,55 @@ func (b *zoneBuilder) finish() {
 			}
 		}
 	}
+}
+
+// dcNetwork is a client network of a datacenter.
+type dcNetwork struct {
+	prefix netip.Prefix
+	dc     string
+}
+
+// scope returns the ECS scope for an answer naming datacenter dc to client,
+// whose decision depended on bits of its address (-1: on no network it is
+// in): long enough that no network of another datacenter lies inside it
+// (RFC 7871 section 7.2.1), so a resolver's cache gives the answer only to
+// clients that get it from us too.
+func (sd *serviceData) scope(client netip.Addr, bits int, dc string) int {
+	client = client.Unmap()
+	scope := max(bits, 0)
+	for _, n := range sd.networks {
+		if n.dc == dc || n.prefix.Addr().Is4() != client.Is4() || n.prefix.Contains(client) {
+			continue
+		}
+		// The shortest prefix of client that excludes n is one bit longer
+		// than what they share.
+		common := commonBits(client, n.prefix.Addr())
+		if common < n.prefix.Bits() {
+			scope = max(scope, common+1)
+		}
+	}
+	return scope
+}
+
+// commonBits is the length of the prefix a and b share (same family).
+func commonBits(a, b netip.Addr) int {
+	x, y := a.As16(), b.As16()
+	n := 0
+	start := 0
+	if a.Is4() {
+		start, n = 12, 0
+	}
+	for i := start; i < 16; i++ {
+		d := x[i] ^ y[i]
+		if d == 0 {
+			n += 8
+			continue
+		}
+		for d&0x80 == 0 {
+			n++
+			d <<= 1
+		}
+		return n
+	}
+	return n
 }

@@ -49,7 +49,7 @@ func TestZoneDefaults(t *testing.T) {
 	if soa.Ns != "ns1.coopr.example.com." || soa.Mbox != "hostmaster.coopr.example.com." || soa.Serial != 7 {
 		t.Errorf("SOA %v: want mname ns1.<zone>, rname hostmaster.<zone>, serial 7", soa)
 	}
-	if soa.Minttl != 60 || soa.Refresh != 3600 || soa.Retry != 600 || soa.Expire != 604800 {
+	if soa.Minttl != 3600 || soa.Refresh != 14400 || soa.Retry != 3600 || soa.Expire != 1209600 {
 		t.Errorf("SOA timers %v", soa)
 	}
 	if z.negSOA.Hdr.Ttl != 60 {
@@ -88,13 +88,18 @@ func TestSerialChangesOnReload(t *testing.T) {
 	if f.srv.view.Load().zone != z {
 		t.Error("the zone was rebuilt for a new snapshot of the same configuration")
 	}
-	for range 3 {
-		f.engine.SetConfig(parseConfig(t, ""))
-		next := serial()
-		if next <= first {
-			t.Fatalf("serial %d after a reload, want more than %d", next, first)
-		}
-		first = next
+	// The same content, reloaded, keeps its serial; new content changes it.
+	f.engine.SetConfig(parseConfig(t, ""))
+	if got := serial(); got != first {
+		t.Errorf("serial %d after reloading the same configuration, want %d", got, first)
+	}
+	f.engine.SetConfig(parseConfig(t, `    - "new 60 IN TXT \"x\""`))
+	if got := serial(); got == first || got == 0 {
+		t.Errorf("serial %d after a change of content, want other than %d", got, first)
+	}
+	// Two servers of one configuration agree.
+	if a, b := contentSerial(parseConfig(t, "")), contentSerial(parseConfig(t, "")); a != b || a != first {
+		t.Errorf("serials %d and %d of one configuration, first served %d", a, b, first)
 	}
 }
 

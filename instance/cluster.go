@@ -87,8 +87,8 @@ func (w *clusterWire) affinityKey(cfg *config.Config) []byte {
 
 // dnsCookieSecret is the DNS server-cookie secret (RFC 7873) every member
 // derives from the cluster key, so a client's cookie verifies on all; nil
-// without a cluster key. dnsserver's cookie-secret hook is not wired here
-// (that hook belongs to the DNS conformance work): pass this to it.
+// without a cluster key. The front doors hand it to the DNS server
+// (dns.cookie_secret_file, when set, still wins).
 func (w *clusterWire) dnsCookieSecret() []byte {
 	if w == nil || w.key == nil {
 		return nil

@@ -62,6 +62,9 @@ type frontDoorDeps struct {
 	// affinityKey, if set, signs affinity cookies (the cluster's shared
 	// key); else proxy.affinity_key_file or admin.state_dir decide.
 	affinityKey []byte
+	// dnsCookieSecret, if set, is the DNS server-cookie secret (the
+	// cluster's shared one), so a resolver's cookies verify on every member.
+	dnsCookieSecret []byte
 	// passive receives the proxy's passive health signals.
 	passive func(dc, service, endpoint string, failure bool, reason string)
 	// sockets opens the listening sockets.
@@ -98,6 +101,9 @@ func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 			return f, err
 		}
 		f.dnsServer = dns
+		if d.dnsCookieSecret != nil {
+			dns.SetCookieSecret(d.dnsCookieSecret)
+		}
 		if !d.deferDNS {
 			if err := f.startDNS(cfg); err != nil {
 				return f, err

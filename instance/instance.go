@@ -257,7 +257,8 @@ func (i *Instance) Run(ctx context.Context) error {
 				}
 				return i.dnsEngine().Snapshot()
 			},
-			affinityKey: i.cw.affinityKey(current),
+			affinityKey:     i.cw.affinityKey(current),
+			dnsCookieSecret: i.cw.dnsCookieSecret(),
 			// What the proxy learns from failed requests reaches the shared
 			// health view, so DNS moves as fast as the proxy; active probes
 			// confirm it.
