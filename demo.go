@@ -17,6 +17,7 @@ import (
 	"github.com/coopr-gslb/coopr-gslb/admin"
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/instance"
+	"github.com/coopr-gslb/coopr-gslb/internal/logging"
 	"github.com/coopr-gslb/coopr-gslb/simulator"
 )
 
@@ -94,7 +95,9 @@ func demo(httpAddr, dnsAddr, adminAddr, controlAddr, stateLog string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := instance.Options{ConfigPath: path, Logger: newLogger(), Version: version}
+	logs := logging.New(os.Stderr, cfg.Log)
+	defer logs.Close()
+	opts := instance.Options{ConfigPath: path, Logs: logs, Version: version}
 	if stateLog != "" {
 		w, closeFn, err := openStateLog(stateLog)
 		if err != nil {
