@@ -151,11 +151,15 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 		},
 	})
 	i.drains = &drainer{engine: i.engine, store: store, log: i.log}
+	certs := newCertExpiry()
+	certs.load(cfg, i.log)
+	i.reg.MustRegister(certs)
 	i.reloads = newReloader(opts.ConfigPath, cfg, i.log, i.reg, []applyStep{
 		// The front doors read their configuration from each routing
 		// snapshot, so swapping it in the engine reloads them too.
 		{"routing", func(next *config.Config) { i.engine.SetConfig(next) }},
 		{"log", func(next *config.Config) { i.opts.Logs.Apply(next.Log) }},
+		{"certificate metrics", func(next *config.Config) { certs.load(next, i.log) }},
 		{"probes", func(next *config.Config) { i.checker.SetTargets(probeTargets(next)) }},
 		{"notify", func(next *config.Config) { i.notifier.SetHooks(next.Notify) }},
 	})
