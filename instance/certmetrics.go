@@ -1,30 +1,94 @@
 package instance
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"log/slog"
+	"maps"
 	"sync"
+	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
 )
 
 // certExpiry exports when each certificate of tls.certificates expires,
-// by the names it covers, as of the last start or reload. ACME-managed
-// certificates are not in it: they live in the proxy's certmagic cache.
+// by the names it covers, as of the last start or reload, and, with
+// tls.acme, when the certificate stored for each name obtained ahead of use
+// expires, read from certmagic's storage at each scrape. Certificates
+// issued on demand are not in it: their names are not known ahead.
 type certExpiry struct {
 	desc *prometheus.Desc
 
 	mu    sync.Mutex
 	byKey map[string]float64 // name -> NotAfter in Unix seconds
+	// The ACME certificates: where certmagic stores them, under which
+	// issuer, for which names.
+	storage   certmagic.Storage
+	issuerKey string
+	names     func() []string
+}
+
+// watchACME makes Collect report the stored ACME certificates of names()
+// too. acme nil changes nothing.
+func (c *certExpiry) watchACME(acme *config.ACME, names func() []string) {
+	if acme == nil {
+		return
+	}
+	// Where certmagic keeps them: tls.acme.storage, else its default, and
+	// under the key of the CA that issues them.
+	var storage certmagic.Storage = certmagic.Default.Storage
+	if acme.Storage != "" {
+		storage = &certmagic.FileStorage{Path: acme.Storage}
+	}
+	ca := acme.CA
+	if ca == "" {
+		ca = config.DefaultACMECA
+	}
+	issuer := &certmagic.ACMEIssuer{CA: ca}
+	c.mu.Lock()
+	c.storage, c.issuerKey, c.names = storage, issuer.IssuerKey(), names
+	c.mu.Unlock()
+}
+
+// acmeExpiry reads the stored certificate of each ACME name, adding the
+// ones found to out. A name not obtained yet is left out.
+func (c *certExpiry) acmeExpiry(out map[string]float64) {
+	c.mu.Lock()
+	storage, issuerKey, names := c.storage, c.issuerKey, c.names
+	c.mu.Unlock()
+	if names == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, name := range names() {
+		data, err := storage.Load(ctx, certmagic.StorageKeys.SiteCert(issuerKey, name))
+		if err != nil {
+			continue
+		}
+		block, _ := pem.Decode(data)
+		if block == nil {
+			continue
+		}
+		leaf, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			continue
+		}
+		if t := float64(leaf.NotAfter.Unix()); t > out[name] {
+			out[name] = t
+		}
+	}
 }
 
 func newCertExpiry() *certExpiry {
 	return &certExpiry{
 		desc: prometheus.NewDesc("coopr_gslb_tls_certificate_expiry_timestamp_seconds",
-			"When the certificate serving the name expires (NotAfter, Unix seconds), for the files of tls.certificates, read at start and on every reload.",
+			"When the certificate for the name expires (NotAfter, Unix seconds): the files of tls.certificates, read at start and on every reload, and the stored certificates of tls.acme names obtained ahead of use.",
 			[]string{"name"}, nil),
 		byKey: map[string]float64{},
 	}
@@ -86,8 +150,11 @@ func (c *certExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 // Collect implements prometheus.Collector.
 func (c *certExpiry) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for name, t := range c.byKey {
+	all := maps.Clone(c.byKey)
+	c.mu.Unlock()
+	// A name with both a file and an ACME certificate: the later expiry.
+	c.acmeExpiry(all)
+	for name, t := range all {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, t, name)
 	}
 }

@@ -56,7 +56,7 @@ func TestCertificateExpiryMetric(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	c.load(cfg, log)
 	want := `
-# HELP coopr_gslb_tls_certificate_expiry_timestamp_seconds When the certificate serving the name expires (NotAfter, Unix seconds), for the files of tls.certificates, read at start and on every reload.
+# HELP coopr_gslb_tls_certificate_expiry_timestamp_seconds When the certificate for the name expires (NotAfter, Unix seconds): the files of tls.certificates, read at start and on every reload, and the stored certificates of tls.acme names obtained ahead of use.
 # TYPE coopr_gslb_tls_certificate_expiry_timestamp_seconds gauge
 coopr_gslb_tls_certificate_expiry_timestamp_seconds{name="api.coopr.example.com"} 1.9e+09
 coopr_gslb_tls_certificate_expiry_timestamp_seconds{name="ui.coopr.example.com"} 1.91e+09
@@ -70,7 +70,7 @@ coopr_gslb_tls_certificate_expiry_timestamp_seconds{name="www.coopr.example.com"
 	cfg.TLS.Certificates = []config.CertKey{renewed, {Cert: filepath.Join(dir, "missing.crt"), Key: filepath.Join(dir, "missing.key")}}
 	c.load(cfg, log)
 	want = `
-# HELP coopr_gslb_tls_certificate_expiry_timestamp_seconds When the certificate serving the name expires (NotAfter, Unix seconds), for the files of tls.certificates, read at start and on every reload.
+# HELP coopr_gslb_tls_certificate_expiry_timestamp_seconds When the certificate for the name expires (NotAfter, Unix seconds): the files of tls.certificates, read at start and on every reload, and the stored certificates of tls.acme names obtained ahead of use.
 # TYPE coopr_gslb_tls_certificate_expiry_timestamp_seconds gauge
 coopr_gslb_tls_certificate_expiry_timestamp_seconds{name="api.coopr.example.com"} 1.91e+09
 `

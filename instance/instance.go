@@ -84,6 +84,7 @@ type Instance struct {
 	drains       *drainer
 	stateMetrics *admin.StateCollector
 	sink         *eventSink
+	certs        *certExpiry
 
 	ready   atomic.Bool
 	serving chan struct{} // closed once every front door serves
@@ -154,6 +155,7 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 	certs := newCertExpiry()
 	certs.load(cfg, i.log)
 	i.reg.MustRegister(certs)
+	i.certs = certs
 	i.reloads = newReloader(opts.ConfigPath, cfg, i.log, i.reg, []applyStep{
 		// The front doors read their configuration from each routing
 		// snapshot, so swapping it in the engine reloads them too.
@@ -272,6 +274,9 @@ func (i *Instance) Run(ctx context.Context) error {
 		return err
 	}
 	i.addrs.HTTP, i.addrs.HTTPS, i.addrs.DNS = fronts.http, fronts.https, fronts.dns
+	if fronts.tls != nil {
+		i.certs.watchACME(i.cfg.TLS.ACME, fronts.tls.Names)
+	}
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
