@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/coopr-gslb/coopr-gslb/admin"
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/instance"
+	"github.com/coopr-gslb/coopr-gslb/internal/logging"
 	"github.com/coopr-gslb/coopr-gslb/simulator"
 )
 
@@ -94,7 +96,9 @@ func demo(httpAddr, dnsAddr, adminAddr, controlAddr, stateLog string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := instance.Options{ConfigPath: path, Logger: newLogger(), Version: version}
+	logs := logging.New(os.Stderr, cfg.Log)
+	defer logs.Close()
+	opts := instance.Options{ConfigPath: path, Logs: logs, Version: version}
 	if stateLog != "" {
 		w, closeFn, err := openStateLog(stateLog)
 		if err != nil {
@@ -104,7 +108,9 @@ func demo(httpAddr, dnsAddr, adminAddr, controlAddr, stateLog string) error {
 		opts.StateLog = w
 	}
 	return runInstance(ctx, cfg, opts, func(b instance.Addrs) {
-		printDemo(os.Stdout, b, "http://"+controlLn.Addr().String(), path, token)
+		got := demoAddrs{HTTP: b.HTTP, DNS: b.DNS, Admin: b.Admin, Control: controlLn.Addr().String()}
+		asked := demoAddrs{HTTP: httpAddr, DNS: dnsAddr, Admin: adminAddr, Control: controlAddr}
+		printDemo(os.Stdout, got, asked, path, token)
 	})
 }
 
@@ -238,15 +244,31 @@ func quoteAddrs(ss []*simulator.Server) string {
 	return strings.Join(q, ", ")
 }
 
-func printDemo(w *os.File, b instance.Addrs, control, path, token string) {
+// demoAddrs are the demo's addresses, as asked for (flags or defaults) or
+// as bound.
+type demoAddrs struct{ HTTP, DNS, Admin, Control string }
+
+// busyNote says that the address asked for was busy and got was bound
+// instead; "" when got has the port asked for (or port 0 was asked for).
+func busyNote(asked, got string) string {
+	_, port, err := net.SplitHostPort(asked)
+	_, gotPort, err2 := net.SplitHostPort(got)
+	if err != nil || err2 != nil || port == "0" || port == gotPort {
+		return ""
+	}
+	return "   (" + asked + " was busy)"
+}
+
+func printDemo(w io.Writer, b, asked demoAddrs, path, token string) {
 	dnsHost, dnsPort, _ := net.SplitHostPort(b.DNS)
+	control := "http://" + b.Control
 	fmt.Fprintf(w, `
 coopr-gslb demo is running: datacenters east (priority 1) and west (priority 2).
   configuration   %s
-  proxy           http://%s
-  DNS             %s (UDP and TCP), zone coopr.example.com.
-  status page     http://%s/
-  simulator       %s/   (JSON of every simulated endpoint)
+  proxy           http://%s%s
+  DNS             %s (UDP and TCP), zone coopr.example.com.%s
+  status page     http://%s/%s
+  simulator       %s/   (JSON of every simulated endpoint)%s
 
 Try:
   curl -si -H 'Host: api.coopr.example.com' http://%s/v2/clusters
@@ -264,8 +286,9 @@ Operate it (the admin token is also accepted by the status page's token box):
   go run . status
   go run . drain east -reason "maintenance" -mode soft -deadline 2m
   go run . undrain east
-  go run . explain -name api.coopr.example.com -client 10.2.3.4
+  go run . explain api.coopr.example.com -client 10.2.3.4
 
 Press Ctrl-C to stop.
-`, path, b.HTTP, b.DNS, b.Admin, control, b.HTTP, b.HTTP, dnsHost, dnsPort, b.Admin, b.Admin, control, control, b.Admin, token)
+`, path, b.HTTP, busyNote(asked.HTTP, b.HTTP), b.DNS, busyNote(asked.DNS, b.DNS), b.Admin, busyNote(asked.Admin, b.Admin),
+		control, busyNote(asked.Control, b.Control), b.HTTP, b.HTTP, dnsHost, dnsPort, b.Admin, b.Admin, control, control, b.Admin, token)
 }

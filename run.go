@@ -6,13 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/instance"
+	"github.com/coopr-gslb/coopr-gslb/internal/logging"
 )
 
 func cmdRun(args []string) int {
@@ -27,9 +27,6 @@ func cmdRun(args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	log := newLogger()
-	b := buildVersion()
-	log.Info("coopr-gslb starting", "version", b.Version, "revision", b.Revision, "goversion", b.GoVersion)
 	cfg, problems, err := config.LoadFile(*path)
 	for _, p := range problems {
 		fmt.Fprintln(os.Stderr, p)
@@ -40,6 +37,13 @@ func cmdRun(args []string) int {
 		}
 		return 1
 	}
+	// One logger for the process, as the log block says; a reload applies
+	// a changed block to it.
+	logs := logging.New(os.Stderr, cfg.Log)
+	defer logs.Close()
+	log := logs.Logger()
+	b := buildVersion()
+	log.Info("coopr-gslb starting", "version", b.Version, "revision", b.Revision, "goversion", b.GoVersion)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	upg, err := instance.NewUpgrader(*pidFile)
@@ -48,7 +52,7 @@ func cmdRun(args []string) int {
 		return 1
 	}
 	defer upg.Stop()
-	opts := instance.Options{ConfigPath: *path, Logger: log, Version: version, Upgrader: upg}
+	opts := instance.Options{ConfigPath: *path, Logs: logs, Version: version, Upgrader: upg}
 	if *stateLog != "" {
 		w, closeFn, err := openStateLog(*stateLog)
 		if err != nil {
@@ -90,10 +94,6 @@ func runInstance(ctx context.Context, cfg *config.Config, opts instance.Options,
 	cancel()
 	<-done
 	return err
-}
-
-func newLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 func openStateLog(path string) (io.Writer, func(), error) {

@@ -12,6 +12,7 @@ type StateCollector struct {
 	snapshot func() *routing.Snapshot
 
 	dcUp, dcState, endpointUp, drained, allDown, generation, takeover *prometheus.Desc
+	drainDeadline                                                     *prometheus.Desc
 	events                                                            *prometheus.CounterVec
 }
 
@@ -27,6 +28,8 @@ func NewStateCollector(snapshot func() *routing.Snapshot) *StateCollector {
 		drained:    prometheus.NewDesc("coopr_gslb_dc_drained", "1 if the datacenter is drained by hand, else 0.", []string{"dc"}, nil),
 		allDown:    prometheus.NewDesc("coopr_gslb_all_down", "1 if no datacenter is healthy for the service (serving all or refusing), else 0.", []string{"service"}, nil),
 		takeover:   prometheus.NewDesc("coopr_gslb_shard_takeover", "1 while a datacenter's cluster shards are owned by another (takeover in effect), else 0; owner is \"\" when nobody can write them.", []string{"service", "home", "owner"}, nil),
+		drainDeadline: prometheus.NewDesc("coopr_gslb_dc_drain_deadline_timestamp_seconds",
+			"When the datacenter's soft drain lets its pinned sessions go (Unix seconds); only for soft drains with a deadline.", []string{"dc"}, nil),
 		generation: prometheus.NewDesc("coopr_gslb_routing_generation", "Generation of the routing snapshot; it increases on every change.", nil, nil),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "coopr_gslb", Name: "transitions_total",
@@ -42,7 +45,7 @@ func (c *StateCollector) RecordEvent(ev routing.Event) {
 
 // Describe implements prometheus.Collector.
 func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.dcUp, c.dcState, c.endpointUp, c.drained, c.allDown, c.generation, c.takeover} {
+	for _, d := range []*prometheus.Desc{c.dcUp, c.dcState, c.endpointUp, c.drained, c.allDown, c.generation, c.takeover, c.drainDeadline} {
 		ch <- d
 	}
 	c.events.Describe(ch)
@@ -57,8 +60,11 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.generation, prometheus.GaugeValue, float64(snap.Generation))
 	for _, dc := range snap.Config.Datacenters {
-		_, ok := snap.Drains[dc.Name]
+		d, ok := snap.Drains[dc.Name]
 		ch <- prometheus.MustNewConstMetric(c.drained, prometheus.GaugeValue, b2f(ok), dc.Name)
+		if ok && d.Mode == "soft" && !d.Deadline.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.drainDeadline, prometheus.GaugeValue, float64(d.Deadline.Unix()), dc.Name)
+		}
 	}
 	for _, svc := range snap.Services {
 		ch <- prometheus.MustNewConstMetric(c.allDown, prometheus.GaugeValue, b2f(svc.AllDown), svc.Name)

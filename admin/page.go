@@ -36,11 +36,12 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 <p class="meta">generation {{.Generation}} · updated <span id="updated" data-time="{{.Updated.Format "2006-01-02T15:04:05Z07:00"}}">{{.Updated.Format "15:04:05"}}</span>{{if not .Ready}} · <b>waiting for the first probe round</b>{{end}}</p>
 <section id="glance">
 <h2>At a glance</h2>
-{{range .Glance}}<div class="svc" data-service="{{.Name}}"><b>{{.Name}}</b> <span class="badge {{.Badge}}">{{.Badge}}</span>{{range .Out}} <span class="out">{{.}}</span>{{end}}
+{{range .Glance}}<div class="svc" data-service="{{.Name}}"><b>{{.Name}}</b> <span class="badge {{.Badge}}">{{.Badge}}</span>{{range .Out}} <span class="out">{{.}}</span>{{end}}{{range .ServiceDrains}} <span class="sdrain-note" data-dc="{{.DC}}">{{.DC}}: service drained ({{.Mode}}){{with .Reason}}: {{.}}{{end}}</span>{{end}}
 <div class="routes">DNS → {{range .Answer}}<code>{{.Addr}}</code> <small>({{.DC}})</small> {{else}}<b>none</b>{{end}} · proxy → <b>{{or .Proxy "none"}}</b>
 {{range .Networks}}<br><small>clients in {{.Network}}: DNS → {{or .DNS "none"}} · proxy → {{or .Proxy "none"}}</small>{{end}}</div></div>
 {{end}}
-{{if .DrainList}}<div class="drains">{{range .DrainList}}<div class="drain" data-dc="{{.DC}}"><b>{{.DC}}</b> {{.Mode}} drain{{with .By}} by {{.}}{{end}}{{with .Reason}}: {{.}}{{end}}{{if eq .Mode "soft"}} · pinned sessions leave at <b class="deadline">{{.Deadline.Format "15:04:05"}}</b> ({{until .Deadline}}){{end}} · since {{ago .Since}}{{if $.Authorized}} <button type="button" class="undrain" data-dc="{{.DC}}">undrain</button>{{end}}</div>{{end}}</div>{{end}}
+{{if or .DrainList .ScopedDrains}}<div class="drains">{{range .DrainList}}<div class="drain" data-dc="{{.DC}}"><b>{{.DC}}</b> {{.Mode}} drain{{with .By}} by {{.}}{{end}}{{with .Reason}}: {{.}}{{end}}{{if eq .Mode "soft"}} · pinned sessions leave at <b class="deadline">{{.Deadline.Format "15:04:05"}}</b> ({{until .Deadline}}){{end}} · since {{ago .Since}}{{if $.Authorized}} <button type="button" class="undrain" data-dc="{{.DC}}">undrain</button>{{end}}</div>{{end}}
+{{range .ScopedDrains}}<div class="sdrain" data-dc="{{.DC}}" data-service="{{.Service}}" data-endpoint="{{.Endpoint}}"><b>{{.DC}}{{with .Service}}/{{.}}{{end}}{{with .Endpoint}}/{{.}}{{end}}</b> {{if .Endpoint}}endpoint{{else}}service{{end}} drained ({{.Mode}}){{with .By}} by {{.}}{{end}}{{with .Reason}}: {{.}}{{end}}{{if eq .Mode "soft"}} · pinned sessions leave at <b class="deadline">{{.Deadline.Format "15:04:05"}}</b> ({{until .Deadline}}){{end}} · since {{ago .Since}} <small>(<code>coopr-gslb undrain {{.DC}}{{with .Service}} -service {{.}}{{end}}{{with .Endpoint}} -endpoint {{.}}{{end}}</code>)</small></div>{{end}}</div>{{end}}
 </section>
 <div id="traffic-slot"></div>
 <h2>Details</h2>
@@ -54,12 +55,12 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{range .Datacenters}}
 <tr class="{{.State}}">
 <td data-l="datacenter">{{.Name}}</td>
-<td data-l="state"><span class="badge {{.State}}">{{.State}}</span>{{with .Drain}}<br><small>{{.Mode}} drain by {{.By}}{{if .Reason}}: {{.Reason}}{{end}}{{if eq .Mode "soft"}}; deadline {{.Deadline.Format "15:04:05"}} ({{until .Deadline}}){{end}}</small>{{end}}</td>
+<td data-l="state"><span class="badge {{.State}}">{{.State}}</span>{{$scope := .DrainScope}}{{with .Drain}}<br><small>{{if eq $scope "service"}}service drained ({{.Mode}}){{else}}{{.Mode}} drain{{end}} by {{.By}}{{if .Reason}}: {{.Reason}}{{end}}{{if eq .Mode "soft"}}; deadline {{.Deadline.Format "15:04:05"}} ({{until .Deadline}}){{end}}</small>{{end}}</td>
 <td data-l="priority / weight">{{.Priority}} / {{.Weight}}</td>
 <td data-l="healthy">{{.Healthy}}/{{.Total}} <small>(needs {{.Required}})</small></td>
 <td data-l="why">{{.Reason}}</td>
 <td data-l="since">{{ago .Since}}</td>
-<td data-l="endpoints">{{range .Endpoints}}<div class="ep {{if .Up}}up{{else}}down{{end}}">{{.Address}}: {{if .Up}}up{{else}}down{{end}}{{if .Probed}} · {{printf "%.1f" .LatencyMS}} ms{{end}}{{if .LastError}} · {{.LastError}}{{end}}</div>{{end}}</td>
+<td data-l="endpoints">{{range .Endpoints}}<div class="ep {{if .Up}}up{{else}}down{{end}}{{if .Drain}} drained{{end}}">{{.Address}}: {{if .Up}}up{{else}}down{{end}}{{with .Drain}} · <b class="epdrain">drained ({{.Mode}})</b>{{with .Reason}}: {{.}}{{end}}{{end}}{{if .Probed}} · {{printf "%.1f" .LatencyMS}} ms{{end}}{{if .LastError}} · {{.LastError}}{{end}}</div>{{end}}</td>
 </tr>
 {{end}}
 </table>
@@ -86,11 +87,11 @@ table{border-collapse:collapse;width:100%;background:#fff}td,th{border:1px solid
 .badge.up,.badge.ok{background:#1b7f3a}.badge.down,.badge.refusing{background:#b3261e}.badge.drained{background:#8a6d00}
 .badge.serving_all{background:#c25e00}.badge.degraded{background:#c25e00}
 .out{color:#b3261e;font-size:.9rem}
-.ep.down{color:#b3261e}.ep.up{color:#1b7f3a}.reason,.meta{color:#555;font-size:.9rem}
+.ep.down{color:#b3261e}.ep.up{color:#1b7f3a}.ep.drained{color:#8a6d00}.reason,.meta{color:#555;font-size:.9rem}
 .warn{background:#fdecea;border:1px solid #b3261e;padding:.5rem}
 #blind{background:#b3261e;color:#fff;padding:.6rem;font-weight:bold;margin:.5rem 0}
 .svc{background:#fff;border:1px solid #ddd;padding:.5rem;margin:.3rem 0}.routes{font-size:.9rem;margin-top:.2rem}
-.drain{background:#fff8e1;border:1px solid #8a6d00;padding:.4rem;margin:.3rem 0}
+.drain,.sdrain{background:#fff8e1;border:1px solid #8a6d00;padding:.4rem;margin:.3rem 0}
 #controls{background:#fff;border:1px solid #ddd;padding:.5rem;margin:.5rem 0}
 #controls label{display:inline-block;margin:.2rem .6rem .2rem 0}
 #controls input,#controls select{max-width:100%}
@@ -251,6 +252,9 @@ type glanceLine struct {
 	Answer   []labelledAddr
 	Proxy    string
 	Networks []networkRoute
+	// ServiceDrains are the service's own drains (not its DCs' nor its
+	// endpoints').
+	ServiceDrains []routing.ScopedDrain
 }
 
 type labelledAddr struct{ Addr, DC string }
@@ -317,6 +321,11 @@ func glance(snap *routing.Snapshot, st Status) []glanceLine {
 	var out []glanceLine
 	for _, ss := range st.Services {
 		g := glanceLine{Name: ss.Name, Badge: ss.State, Proxy: ss.ProxyTarget}
+		for _, d := range snap.ScopedDrains {
+			if d.Service == ss.Name && d.Endpoint == "" {
+				g.ServiceDrains = append(g.ServiceDrains, d)
+			}
+		}
 		for _, dc := range ss.Datacenters {
 			if dc.State != "up" {
 				g.Out = append(g.Out, dc.Name+" "+dc.State)

@@ -110,6 +110,7 @@ func (c *Config) fillDefaults() {
 		FlapHold:      Duration(DefaultFlapHold),
 	}
 	c.Health = c.Health.over(base)
+	c.fillLogDefaults()
 
 	c.ServiceNames = c.ServiceNames[:0]
 	for name, s := range c.Services {

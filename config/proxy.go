@@ -22,8 +22,14 @@ type Proxy struct {
 	// MaxBufferedBody is the largest request body, in bytes, buffered so it can
 	// be replayed; larger bodies stream and are not retried. Zero means 1 MiB.
 	MaxBufferedBody int64 `yaml:"max_buffered_body"`
-	// AccessLog turns the JSON access log (one line per request, on stderr) on or off.
-	AccessLog *bool `yaml:"access_log"`
+	// AccessLog turns the access log (one record per request) on or off. It
+	// is filled from AccessLogSetting unless set directly.
+	AccessLog *bool `yaml:"-"`
+	// AccessLogSetting is access_log as written: true, false or a file path.
+	AccessLogSetting AccessLogSetting `yaml:"access_log" json:"-"`
+	// AccessLogFile, if set, is the file the access log goes to (JSON lines)
+	// instead of the main log. Filled from AccessLogSetting.
+	AccessLogFile string `yaml:"-" json:"-"`
 	// AffinityKeyFile holds the HMAC key that signs affinity cookies. If empty,
 	// a key is generated and kept in admin.state_dir (or in memory without one).
 	AffinityKeyFile string `yaml:"affinity_key_file" reload:"restart"`
@@ -143,6 +149,11 @@ func (c *Config) fillProxyDefaults() {
 	}
 	if p.MaxBufferedBody == 0 {
 		p.MaxBufferedBody = 1 << 20
+	}
+	if a := p.AccessLogSetting; a.Set {
+		on := a.On
+		p.AccessLog = &on
+		p.AccessLogFile = a.File
 	}
 	if p.AccessLog == nil {
 		on := true

@@ -23,6 +23,8 @@ type Config struct {
 	TLS         TLS                 `yaml:"tls"`
 	// Cluster, if not nil, makes this instance a member of a gossip cluster.
 	Cluster *Cluster `yaml:"cluster" reload:"presence"`
+	// Log configures the main log.
+	Log Log `yaml:"log"`
 
 	// ServiceNames lists the keys of Services in sorted order so that every
 	// consumer iterates services deterministically.

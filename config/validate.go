@@ -75,6 +75,7 @@ func (c *Config) validate() Problems {
 	v.notify()
 	v.cluster()
 	v.admin()
+	v.log()
 	return v.ps
 }
 

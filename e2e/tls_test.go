@@ -80,10 +80,11 @@ func TestTLSStaticCertificates(t *testing.T) {
 	t.Parallel()
 	fleet := startFleet(t)
 	cert := acmetest.WriteCert(t, "api.coopr.example.com", "coopr.example.com")
-	_, httpAddr, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
+	g, httpAddr, httpsAddr := startTLSGSLB(t, func(admin, httpAddr, httpsAddr string) string {
 		return withHTTPS(proxyConfig(t, fleet, admin, httpAddr, fmt.Sprintf("tls:\n  certificates:\n    - {cert: %q, key: %q}\n", cert.CertFile, cert.KeyFile)), httpsAddr)
 	})
 	client := acmetest.HTTPSClient(cert.Roots, httpsAddr)
+	wantCertExpiry(t, g.admin, "api.coopr.example.com", "coopr.example.com")
 
 	if dc := echoOverHTTPS(t, client, "api.coopr.example.com"); dc != "east" {
 		t.Errorf("HTTPS API request served by %q, want east (priority 1)", dc)
@@ -268,6 +269,7 @@ func TestTLSACMEFromPebble(t *testing.T) {
 		}
 		return true
 	})
+	wantCertExpiry(t, g.admin, names...)
 	// certmagic logs each challenge answer; the plain listener answered them.
 	if logs := g.stderr.String(); !strings.Contains(logs, "served key authentication") || !strings.Contains(logs, "http-01") {
 		t.Errorf("coopr-gslb did not log serving an HTTP-01 challenge:\n%s", logs)

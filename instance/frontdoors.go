@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/dnsserver"
+	"github.com/coopr-gslb/coopr-gslb/internal/logging"
 	"github.com/coopr-gslb/coopr-gslb/proxy"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
@@ -27,6 +27,7 @@ type frontDoors struct {
 	dnsServer *dnsserver.Server // nil without listen.dns
 	tls       *proxy.TLS        // nil without listen.https
 	px        *proxy.Proxy      // nil without listen.http and listen.https
+	logs      *logging.Logs     // holds the access log's file
 
 	// loops are the HTTP servers' serve loops, started by serve; servers
 	// are what shutdown stops; lns are the bound listeners.
@@ -45,6 +46,22 @@ type frontDoors struct {
 // than read from the routing snapshot: the TLS listener's certificates. On
 // error nothing changed. It is a reload's prepare step.
 func (f *frontDoors) prepareReload(next *config.Config) error {
+	if f.px == nil {
+		return f.reloadTLS(next)
+	}
+	commit, cancel, err := f.logs.PrepareAccessFile(next.Proxy.AccessLogFile)
+	if err != nil {
+		return err
+	}
+	if err := f.reloadTLS(next); err != nil {
+		cancel()
+		return err
+	}
+	commit()
+	return nil
+}
+
+func (f *frontDoors) reloadTLS(next *config.Config) error {
 	if f.tls == nil {
 		return nil
 	}
@@ -65,6 +82,8 @@ type frontDoorDeps struct {
 	// dnsCookieSecret, if set, is the DNS server-cookie secret (the
 	// cluster's shared one), so a resolver's cookies verify on every member.
 	dnsCookieSecret []byte
+	// logs gives the access log (see logging.Logs.AccessLogger).
+	logs *logging.Logs
 	// passive receives the proxy's passive health signals.
 	passive func(dc, service, endpoint string, failure bool, reason string)
 	// sockets opens the listening sockets.
@@ -136,9 +155,15 @@ func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 		}
 	}
 	// The proxy checks proxy.access_log per request, so a reload can turn it
-	// on or off; it always gets the logger.
-	accessLog := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: accessLog, ReportPassive: d.passive, AffinityKey: key, Events: d.log})
+	// on or off; it always gets the access logger, which a reload points at
+	// another file or back at the main log.
+	commit, _, err := d.logs.PrepareAccessFile(cfg.Proxy.AccessLogFile)
+	if err != nil {
+		return f, err
+	}
+	commit()
+	f.logs = d.logs
+	px, err := proxy.New(proxy.Options{Snapshot: d.snapshot, Registerer: d.reg, Logger: d.logs.AccessLogger(), ReportPassive: d.passive, AffinityKey: key, Events: d.log})
 	if err != nil {
 		return f, err
 	}
@@ -248,6 +273,9 @@ func (f *frontDoors) shutdown(timeout time.Duration, log *slog.Logger) {
 		}
 		if f.tls != nil {
 			f.tls.Close()
+		}
+		if f.logs != nil {
+			f.logs.Close()
 		}
 	})
 }

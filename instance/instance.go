@@ -31,6 +31,7 @@ import (
 	"github.com/coopr-gslb/coopr-gslb/admin"
 	"github.com/coopr-gslb/coopr-gslb/config"
 	"github.com/coopr-gslb/coopr-gslb/health"
+	"github.com/coopr-gslb/coopr-gslb/internal/logging"
 	"github.com/coopr-gslb/coopr-gslb/notify"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 	"github.com/coopr-gslb/coopr-gslb/state"
@@ -42,8 +43,13 @@ type Options struct {
 	// ConfigPath is the file Reload reads. If empty, Reload fails with
 	// ErrNoConfigFile.
 	ConfigPath string
-	// Logger receives the main log. If nil, slog.Default().
+	// Logger receives the main log. If nil, Logs' logger, else slog.Default().
 	Logger *slog.Logger
+	// Logs, if set, is the process's logging: a reload applies the log
+	// block to it, and the proxy's access log is its access logger (its own
+	// file under proxy.access_log: PATH). If nil, the access log goes to
+	// Logger and a reload leaves the log as it is.
+	Logs *logging.Logs
 	// StateLog, if set, receives every routing event as a JSON line, with
 	// the sequence numbers of /api/v1/events. It is written outside the
 	// routing engine's lock: a stalled writer delays only itself.
@@ -79,6 +85,7 @@ type Instance struct {
 	stateMetrics *admin.StateCollector
 	sink         *eventSink
 	cw           *clusterWire // nil without a cluster: block
+	certs        *certExpiry
 
 	ready   atomic.Bool
 	serving chan struct{} // closed once every front door serves
@@ -90,8 +97,14 @@ type Instance struct {
 // checker, the notifier and the reloader. It starts no goroutine and opens
 // no socket.
 func New(cfg *config.Config, opts Options) (*Instance, error) {
-	if opts.Logger == nil {
+	switch {
+	case opts.Logger == nil && opts.Logs != nil:
+		opts.Logger = opts.Logs.Logger()
+	case opts.Logger == nil:
 		opts.Logger = slog.Default()
+	}
+	if opts.Logs == nil {
+		opts.Logs = logging.Wrap(opts.Logger)
 	}
 	i := &Instance{opts: opts, log: opts.Logger, cfg: cfg, serving: make(chan struct{})}
 	i.reg = prometheus.NewRegistry()
@@ -146,10 +159,16 @@ func New(cfg *config.Config, opts Options) (*Instance, error) {
 		},
 	})
 	i.drains = &drainer{engine: i.engine, store: store, log: i.log}
+	certs := newCertExpiry()
+	certs.load(cfg, i.log)
+	i.reg.MustRegister(certs)
+	i.certs = certs
 	i.reloads = newReloader(opts.ConfigPath, cfg, i.log, i.reg, []applyStep{
 		// The front doors read their configuration from each routing
 		// snapshot, so swapping it in the engine reloads them too.
 		{"routing", func(next *config.Config) { i.engine.SetConfig(next) }},
+		{"log", func(next *config.Config) { i.opts.Logs.Apply(next.Log) }},
+		{"certificate metrics", func(next *config.Config) { certs.load(next, i.log) }},
 		{"probes", func(next *config.Config) { i.checker.SetTargets(probeTargets(next)) }},
 		{"notify", func(next *config.Config) { i.notifier.SetHooks(next.Notify) }},
 		{"cluster", func(next *config.Config) { i.cw.reload(next, i.checker.Statuses()) }},
@@ -247,7 +266,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	err := i.reloads.attach(func(current *config.Config) (func(*config.Config) error, error) {
 		var err error
 		fronts, err = bindFrontDoors(frontDoorDeps{
-			cfg: current, snapshot: i.engine.Snapshot, reg: i.reg, log: i.log,
+			cfg: current, snapshot: i.engine.Snapshot, reg: i.reg, log: i.log, logs: i.opts.Logs,
 			// DNS answers nothing (SERVFAIL) until the first probe round is
 			// in, so its first answers are already health-aware; in a
 			// cluster, also once the peers' view decides every endpoint.
@@ -280,6 +299,9 @@ func (i *Instance) Run(ctx context.Context) error {
 		return err
 	}
 	i.addrs.HTTP, i.addrs.HTTPS, i.addrs.DNS = fronts.http, fronts.https, fronts.dns
+	if fronts.tls != nil {
+		i.certs.watchACME(i.cfg.TLS.ACME, fronts.tls.Names)
+	}
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
