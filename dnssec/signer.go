@@ -318,16 +318,26 @@ func cacheKey(rrset []dns.RR) string {
 	name := dns.CanonicalName(h.Name)
 	var rdata [8][]byte
 	parts := rdata[:0]
-	off := 0
-	for _, rr := range rrset {
-		end, err := dns.PackRR(rr, buf, off, nil, false)
-		if err != nil {
-			// Not packable here (too large): fall back to the text form.
+	// Msg.PackBuffer, unlike PackRR, writes nothing into the records: they
+	// are shared with concurrent queries.
+	msg := dns.Msg{Answer: rrset}
+	packed, err := msg.PackBuffer(buf)
+	if err != nil {
+		// Not packable here (too large): fall back to the text form.
+		return name + " " + rrsetString(rrset)
+	}
+	off := 12 // the message header
+	for range rrset {
+		// Skip the owner name and the 10 fixed header bytes of the record.
+		_, n, err := dns.UnpackDomainName(packed, off)
+		if err != nil || n+10 > len(packed) {
 			return name + " " + rrsetString(rrset)
 		}
-		// Skip the owner name and the 10 fixed header bytes of the record.
-		_, n, _ := dns.UnpackDomainName(buf, off)
-		parts = append(parts, buf[n+10:end])
+		end := n + 10 + int(binary.BigEndian.Uint16(packed[n+8:]))
+		if end > len(packed) {
+			return name + " " + rrsetString(rrset)
+		}
+		parts = append(parts, packed[n+10:end])
 		off = end
 	}
 	slices.SortFunc(parts, bytes.Compare)

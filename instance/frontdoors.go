@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/dnssec"
 	"github.com/coopr-gslb/coopr-gslb/dnsserver"
 	"github.com/coopr-gslb/coopr-gslb/proxy"
 	"github.com/coopr-gslb/coopr-gslb/routing"
@@ -25,8 +26,11 @@ type frontDoors struct {
 	http, https, dns string
 
 	dnsServer *dnsserver.Server // nil without listen.dns
-	tls       *proxy.TLS        // nil without listen.https
-	px        *proxy.Proxy      // nil without listen.http and listen.https
+	// dnssecMetrics and onExpiring go to every signer a reload builds.
+	dnssecMetrics *dnssec.Metrics
+	onExpiring    func(time.Time)
+	tls           *proxy.TLS   // nil without listen.https
+	px            *proxy.Proxy // nil without listen.http and listen.https
 
 	// loops are the HTTP servers' serve loops, started by serve; servers
 	// are what shutdown stops; lns are the bound listeners.
@@ -45,10 +49,24 @@ type frontDoors struct {
 // than read from the routing snapshot: the TLS listener's certificates. On
 // error nothing changed. It is a reload's prepare step.
 func (f *frontDoors) prepareReload(next *config.Config) error {
-	if f.tls == nil {
-		return nil
+	// The DNSSEC keys are read again: a bad key file fails the reload
+	// before anything changed.
+	var sg *dnssec.Signer
+	if f.dnsServer != nil {
+		var err error
+		if sg, err = LoadSigner(next, f.dnssecMetrics, f.onExpiring); err != nil {
+			return err
+		}
 	}
-	return f.tls.Reload(next)
+	if f.tls != nil {
+		if err := f.tls.Reload(next); err != nil {
+			return err
+		}
+	}
+	if f.dnsServer != nil {
+		f.dnsServer.SetSigner(sg)
+	}
+	return nil
 }
 
 // frontDoorDeps are what the front doors read and report to.
@@ -72,6 +90,9 @@ type frontDoorDeps struct {
 	// deferDNS leaves the DNS sockets unread until startDNS: in an
 	// upgrade, the old process answers on them until this one serves.
 	deferDNS bool
+	// onExpiring is called when the earliest DNSSEC signature expires
+	// soon (dnssec.Options.OnExpiryClose). May be nil.
+	onExpiring func(time.Time)
 }
 
 // startDNS starts the DNS responder: from then on it reads its sockets.
@@ -101,6 +122,15 @@ func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 			return f, err
 		}
 		f.dnsServer = dns
+		if f.dnssecMetrics, err = dnssec.NewMetrics(d.reg); err != nil {
+			return f, err
+		}
+		f.onExpiring = d.onExpiring
+		sg, err := LoadSigner(cfg, f.dnssecMetrics, f.onExpiring)
+		if err != nil {
+			return f, err
+		}
+		dns.SetSigner(sg)
 		if d.dnsCookieSecret != nil {
 			dns.SetCookieSecret(d.dnsCookieSecret)
 		}
