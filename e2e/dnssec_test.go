@@ -77,7 +77,7 @@ func TestDNSSECValidatesThroughFailover(t *testing.T) {
 	})
 	check("api.coopr.example.com", "A", "NOERROR", "192.0.2.10")
 	check("API.Coopr.Example.Com", "A", "NOERROR", "192.0.2.10")
-	check("api.coopr.example.com", "AAAA", "NOERROR", "") // NODATA: east has no IPv6
+	check("api.coopr.example.com", "AAAA", "NOERROR", "")  // NODATA: east has no IPv6
 	check("nothere.coopr.example.com", "A", "NOERROR", "") // compact denial
 	check("coopr.example.com", "DNSKEY", "NOERROR", readDNSKEY(t, keyPath))
 
