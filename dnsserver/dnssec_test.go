@@ -246,3 +246,40 @@ func TestDNSSECSetSignerSwapsKeys(t *testing.T) {
 		t.Fatalf("DNSKEY after SetSigner(nil):\n%v", r)
 	}
 }
+
+// Prepare pre-signs every RRset a snapshot can answer with: answers for
+// any subset of datacenters, static records and the apex sign nothing on
+// the query path (the lazy cache does not grow).
+func TestDNSSECPreparePresignsGSLBAnswers(t *testing.T) {
+	f, sg := signedFixture(t, "")
+	ask := func() {
+		t.Helper()
+		for _, q := range []struct {
+			name  string
+			qtype uint16
+		}{
+			{"api." + zoneName, dns.TypeA}, {"api." + zoneName, dns.TypeAAAA}, {"all." + zoneName, dns.TypeA},
+			{"near." + zoneName, dns.TypeA}, {zoneName, dns.TypeSOA}, {zoneName, dns.TypeNS}, {zoneName, dns.TypeDNSKEY},
+			{"txt." + zoneName, dns.TypeTXT}, {"www." + zoneName, dns.TypeA},
+		} {
+			before := sg.CacheLen()
+			r := f.exchange(t, "udp", query(q.name, q.qtype, withDO(1232)))
+			verifySigned(t, sg, r)
+			if len(r.Answer) == 0 {
+				// A NODATA proof's NSEC is signed once, then cached.
+				before = sg.CacheLen()
+				continue
+			}
+			if sg.CacheLen() != before {
+				t.Errorf("%s %s: signed on the query path:\n%v", q.name, dns.TypeToString[q.qtype], r)
+			}
+		}
+	}
+	ask()
+	// Failover: api and all now answer with dc2 only, another subset.
+	for _, svc := range []string{"api", "every"} {
+		f.engine.UpdateEndpoint(routing.EndpointUpdate{DC: "dc1", Service: svc, Endpoint: "127.0.0.1:1", Up: false, Reason: "test"})
+	}
+	f.srv.Prepare(f.engine.Snapshot())
+	ask()
+}
