@@ -283,3 +283,37 @@ func TestDNSSECPreparePresignsGSLBAnswers(t *testing.T) {
 	f.srv.Prepare(f.engine.Snapshot())
 	ask()
 }
+
+// Signing changes nothing about RRL and cookies: a DO query with a valid
+// server cookie passes the limiter and gets a signed answer with a fresh
+// cookie; one without a cookie is limited (slipped: TC, nothing signed).
+func TestDNSSECWithRRLAndCookies(t *testing.T) {
+	f, sg := signedFixture(t, "  rrl: {responses_per_second: 1, slip: 1}")
+	const client = "0102030405060708"
+	r := f.exchange(t, "udp", query("api."+zoneName, dns.TypeA, withDO(1232), withCookie(client)))
+	c := optOf[*dns.EDNS0_COOKIE](r)
+	if c == nil || len(c.Cookie) != 48 {
+		t.Fatalf("no server cookie on a signed answer:\n%v", r)
+	}
+	for i := range 10 {
+		r := f.exchange(t, "udp", query("api."+zoneName, dns.TypeA, withDO(1232), withCookie(c.Cookie)))
+		if r.Rcode != dns.RcodeSuccess || r.Truncated || optOf[*dns.EDNS0_COOKIE](r) == nil {
+			t.Fatalf("query %d with a valid cookie:\n%v", i, r)
+		}
+		verifySigned(t, sg, r)
+	}
+	limited := false
+	for range 20 {
+		r := f.exchange(t, "udp", query("api."+zoneName, dns.TypeA, withDO(1232)))
+		if r.Truncated {
+			limited = true
+			if len(r.Answer)+len(r.Ns) != 0 {
+				t.Errorf("a slipped answer carries records:\n%v", r)
+			}
+			break
+		}
+	}
+	if !limited {
+		t.Error("DO queries without cookies were never rate limited")
+	}
+}
