@@ -60,6 +60,18 @@ func TestDNSSECValidatesThroughFailover(t *testing.T) {
 	fleet := startFleet(t)
 	admin, dnsAddr := freePort(t), freePort(t)
 	cfg := conformanceConfig(fleet, dnsAddr, admin, 2, fmt.Sprintf("  dnssec:\n    key_file: %q\n", keyPath))
+
+	// check reads the key file: a file that is not a key fails, naming the field.
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "bad.key"), []byte("; not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(conformanceConfig(fleet, dnsAddr, admin, 2, "  dnssec:\n    key_file: bad.key\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runBinary(t, 20*time.Second, "check", "-config", bad); code != 1 || !strings.Contains(errOut, "dns.dnssec.key_file") {
+		t.Errorf("check with a bad key file: exit %d, want 1 naming dns.dnssec.key_file\n%s%s", code, out, errOut)
+	}
 	g := startGSLB(t, cfg, admin)
 	resolver := startUnbound(t, dnsAddr, "validator iterator", fmt.Sprintf("  trust-anchor: %q\n  val-log-level: 2\n", strings.Join(strings.Fields(ds.String()), " ")))
 
