@@ -142,6 +142,11 @@ func TestDNSSECValidatesThroughFailover(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("through validating unbound: west after %s", time.Since(failed).Round(10*time.Millisecond))
+	// AAAA was NODATA, cached for the answer's 2 s TTL: it follows.
+	eventually(t, 10*time.Second, "AAAA moves to west", func() bool {
+		_, _, answer, _ := validated(digTool, resolver, "api.coopr.example.com", "AAAA")
+		return answer == "2001:db8::20"
+	})
 	check("api.coopr.example.com", "AAAA", "NOERROR", "2001:db8::20")
 	check("nothere.coopr.example.com", "AAAA", "NOERROR", "")
 	delvOK("api.coopr.example.com", "A", "192.0.2.20")
