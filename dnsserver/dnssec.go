@@ -40,14 +40,19 @@ func (z *zone) addDNSKEYs(sg *dnssec.Signer) {
 // (dnssec.SignResponse): every RRset gets its RRSIGs, and NXDOMAIN and
 // NODATA become compact denials (RFC 9824). It runs after finish added the
 // OPT record and before pack fits the answer to the client's UDP size, so
-// truncation sees the signed answer. A referral goes out unsigned: the
-// delegation's NS set and glue are not our authoritative data. A TSIG error
-// is not signed either.
+// truncation sees the signed answer. A referral is signed as a parent
+// signs a delegation (signReferral). A TSIG error is not signed.
 func (r *response) sign(v *view, req *dns.Msg) {
-	if v == nil || v.zone.signer == nil || !r.edns.do || r.referral || r.signed {
+	if v == nil || v.zone.signer == nil || !r.edns.do || r.signed {
 		return
 	}
 	m := &r.msg
+	if r.referral {
+		if err := r.signReferral(v); err != nil {
+			r.signFailed()
+		}
+		return
+	}
 	if m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError {
 		return // an error carries no data to sign
 	}
@@ -55,13 +60,67 @@ func (r *response) sign(v *view, req *dns.Msg) {
 	qtype := r.question[0].Qtype
 	err := sg.SignResponse(req, m, func(name string) []uint16 { return v.typesAt(name, qtype) })
 	if err != nil {
-		// Signing failed (it does not, short of a broken key): an
-		// unsigned answer would be bogus to a validator, so say SERVFAIL.
-		m.Rcode = dns.RcodeServerFailure
-		m.Answer, m.Ns, m.Extra = cut(m.Answer), cut(m.Ns), r.keepOPT(m.Extra)
-		clear(r.gslb)
-		r.gslb, r.refused = r.gslb[:0], nil
+		r.signFailed()
 	}
+}
+
+// signFailed turns a response whose signing failed (it does not, short of a
+// broken key) into SERVFAIL: an unsigned answer would be bogus to a
+// validator.
+func (r *response) signFailed() {
+	m := &r.msg
+	m.Rcode = dns.RcodeServerFailure
+	m.Answer, m.Ns, m.Extra = cut(m.Answer), cut(m.Ns), r.keepOPT(m.Extra)
+	clear(r.gslb)
+	r.gslb, r.refused = r.gslb[:0], nil
+}
+
+// signReferral signs a referral the way a parent does (RFC 4035 section
+// 3.1.4): the NS set and glue stay unsigned (the child's data); the DS set
+// at the cut goes along, signed, or, when the zone has none, an NSEC at the
+// cut (bitmap NS, RRSIG, NSEC, next name \000.cut) proves there is no DS,
+// so validators treat the child as unsigned rather than bogus. CNAMEs and
+// DNAMEs that led to the referral are signed like any answer.
+func (r *response) signReferral(v *view) error {
+	sg := v.zone.signer
+	m := &r.msg
+	var answer []dns.RR
+	for _, rr := range m.Answer {
+		sigs, err := sg.Sign([]dns.RR{rr})
+		if err != nil {
+			return err
+		}
+		answer = append(append(answer, rr), sigs...)
+	}
+	m.Answer = answer
+	var cutName string
+	for _, rr := range m.Ns {
+		if rr.Header().Rrtype == dns.TypeNS {
+			cutName = rr.Header().Name
+			break
+		}
+	}
+	if cutName == "" {
+		return nil
+	}
+	n := v.zone.nodes[string(appendLower(nil, cutName))]
+	var proof []dns.RR
+	if n != nil {
+		proof = n.rrs(dns.TypeDS)
+	}
+	if len(proof) == 0 {
+		proof = []dns.RR{&dns.NSEC{
+			Hdr:        hdr(cutName, dns.TypeNSEC, v.zone.negSOA.Hdr.Ttl),
+			NextDomain: `\000.` + dns.CanonicalName(cutName),
+			TypeBitMap: []uint16{dns.TypeNS, dns.TypeRRSIG, dns.TypeNSEC},
+		}}
+	}
+	sigs, err := sg.Sign(proof)
+	if err != nil {
+		return err
+	}
+	m.Ns = append(append(m.Ns, proof...), sigs...)
+	return nil
 }
 
 // typesAt lists the types that exist at name (as written in an answer),

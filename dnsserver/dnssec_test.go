@@ -317,3 +317,55 @@ func TestDNSSECWithRRLAndCookies(t *testing.T) {
 		t.Error("DO queries without cookies were never rate limited")
 	}
 }
+
+// A referral is signed as a parent signs a delegation: NS and glue
+// unsigned, an NSEC at the cut proving there is no DS (bitmap NS, RRSIG,
+// NSEC), signed; a static DS at the cut goes along signed instead.
+func TestDNSSECReferral(t *testing.T) {
+	f, sg := signedFixture(t, "    - \"signed 300 IN NS ns.signed\"\n    - \"ns.signed 300 IN A 192.0.2.101\"\n    - \"signed 300 IN DS 12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\"\n")
+	key := sg.DNSKEYs()[0].(*dns.DNSKEY)
+	for _, tc := range []struct {
+		qname, cut string
+		proof      uint16
+	}{
+		{"www.child." + zoneName, "child." + zoneName, dns.TypeNSEC},
+		{"www.signed." + zoneName, "signed." + zoneName, dns.TypeDS},
+	} {
+		r := f.exchange(t, "tcp", query(tc.qname, dns.TypeA, withDO(1232)))
+		if r.Authoritative || !hasType(r.Ns, dns.TypeNS) {
+			t.Fatalf("%s: not a referral:\n%v", tc.qname, r)
+		}
+		var proof []dns.RR
+		var sig *dns.RRSIG
+		for _, rr := range r.Ns {
+			switch rr := rr.(type) {
+			case *dns.RRSIG:
+				if rr.TypeCovered == dns.TypeNS {
+					t.Errorf("%s: the delegation NS set is signed:\n%v", tc.qname, r)
+				}
+				if rr.TypeCovered == tc.proof {
+					sig = rr
+				}
+			default:
+				if rr.Header().Rrtype == tc.proof {
+					proof = append(proof, rr)
+				}
+			}
+		}
+		if len(proof) == 0 || sig == nil || !strings.EqualFold(proof[0].Header().Name, tc.cut) {
+			t.Fatalf("%s: no signed %s at %s:\n%v", tc.qname, dns.TypeToString[tc.proof], tc.cut, r)
+		}
+		if err := sig.Verify(key, proof); err != nil {
+			t.Errorf("%s: %v", tc.qname, err)
+		}
+		if nsec, ok := proof[0].(*dns.NSEC); ok {
+			want := []uint16{dns.TypeNS, dns.TypeRRSIG, dns.TypeNSEC}
+			if len(nsec.TypeBitMap) != len(want) || nsec.NextDomain != "\\000."+tc.cut {
+				t.Errorf("%s: NSEC %v", tc.qname, nsec)
+			}
+		}
+		if hasType(r.Extra, dns.TypeRRSIG) {
+			t.Errorf("%s: glue signed:\n%v", tc.qname, r)
+		}
+	}
+}
