@@ -265,12 +265,8 @@ func TestDNSSECPreparePresignsGSLBAnswers(t *testing.T) {
 			before := sg.CacheLen()
 			r := f.exchange(t, "udp", query(q.name, q.qtype, withDO(1232)))
 			verifySigned(t, sg, r)
-			if len(r.Answer) == 0 {
-				// A NODATA proof's NSEC is signed once, then cached.
-				before = sg.CacheLen()
-				continue
-			}
-			if sg.CacheLen() != before {
+			// A NODATA proof's NSEC is signed once, then cached.
+			if len(r.Answer) > 0 && sg.CacheLen() != before {
 				t.Errorf("%s %s: signed on the query path:\n%v", q.name, dns.TypeToString[q.qtype], r)
 			}
 		}
