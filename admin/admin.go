@@ -45,9 +45,23 @@ type Options struct {
 	// (nil while the cluster is not running). If nil, the instance runs
 	// alone and the endpoint answers 404.
 	Cluster func() *ClusterStatus
+	// DNSSEC returns the status line of DNSSEC signing (nil when the zone
+	// is not signed). If nil, the zone is not signed.
+	DNSSEC func() *DNSSECStatus
 	// Tokens may change things; reads need one only if ReadRequiresToken.
 	Tokens            Tokens
 	ReadRequiresToken bool
+}
+
+// DNSSECStatus is the state of the zone's online signing.
+type DNSSECStatus struct {
+	// KeyTags are the published keys' tags, the signing key first.
+	KeyTags []uint16 `json:"key_tags"`
+	// EarliestExpiry is the earliest expiration of any signature held
+	// for serving.
+	EarliestExpiry time.Time `json:"earliest_signature_expiry,omitzero"`
+	// Expiring is true when EarliestExpiry is close (refresh is failing).
+	Expiring bool `json:"expiring"`
 }
 
 // ReloadStatus is the outcome of the last configuration reload.

@@ -34,6 +34,7 @@ var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
 {{if .Locked}}<p class="warn">This page needs the admin token: enter it below.</p>{{else}}
 {{with .Reload}}{{if not .OK}}<p class="warn">Last reload failed at {{.Time.Format "15:04:05"}}; the previous configuration keeps serving: {{.Error}}</p>{{end}}{{end}}
 <p class="meta">generation {{.Generation}} · updated <span id="updated" data-time="{{.Updated.Format "2006-01-02T15:04:05Z07:00"}}">{{.Updated.Format "15:04:05"}}</span>{{if not .Ready}} · <b>waiting for the first probe round</b>{{end}}</p>
+{{with .DNSSEC}}<p class="{{if .Expiring}}warn{{else}}meta{{end}}" id="dnssec">DNSSEC: signed with key {{range $i, $t := .KeyTags}}{{if $i}}, {{end}}{{$t}}{{end}} · earliest signature expiry {{.EarliestExpiry.Format "2006-01-02 15:04:05 MST"}}{{if .Expiring}} · <b>refresh is failing</b>{{end}}</p>{{end}}
 <section id="glance">
 <h2>At a glance</h2>
 {{range .Glance}}<div class="svc" data-service="{{.Name}}"><b>{{.Name}}</b> <span class="badge {{.Badge}}">{{.Badge}}</span>{{range .Out}} <span class="out">{{.}}</span>{{end}}{{range .ServiceDrains}} <span class="sdrain-note" data-dc="{{.DC}}">{{.DC}}: service drained ({{.Mode}}){{with .Reason}}: {{.}}{{end}}</span>{{end}}

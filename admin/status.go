@@ -21,6 +21,8 @@ type Status struct {
 	ScopedDrains []routing.ScopedDrain `json:"scoped_drains"`
 	// Reload is the outcome of the last configuration reload, if any.
 	Reload *ReloadStatus `json:"reload,omitempty"`
+	// DNSSEC is the zone's signing state, absent when it is not signed.
+	DNSSEC *DNSSECStatus `json:"dnssec,omitempty"`
 }
 
 // ServiceStatus is one service's routing state.
@@ -104,6 +106,9 @@ func (s *Server) buildStatus() Status {
 	}
 	st := Status{Version: s.opts.Version, Ready: s.ready(), Generation: snap.Generation, Updated: snap.Built, Drains: snap.Drains,
 		ScopedDrains: append([]routing.ScopedDrain{}, snap.ScopedDrains...)}
+	if s.opts.DNSSEC != nil {
+		st.DNSSEC = s.opts.DNSSEC()
+	}
 	if s.opts.LastReload != nil {
 		if rs := s.opts.LastReload(); !rs.Time.IsZero() {
 			st.Reload = &rs

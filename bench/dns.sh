@@ -27,6 +27,12 @@
 #   GSLB_BIN=path   use this binary instead of building the repository's
 #   BASE_BIN=path   also measure this coopr-gslb binary, as coopr-gslb-base
 #   KEEP_TMP=1      keep the working directory (configs, logs, dnsperf output)
+#   SIGNED=1        DNSSEC: every query sets DO (dnsperf -D); coopr-gslb signs
+#                   with a key from "coopr-gslb dnssec keygen", PowerDNS signs
+#                   its LUA records live (pdnsutil secure-zone, bind-dnssec-db),
+#                   Knot signs its static zone (dnssec-signing: on); gdnsd has
+#                   no DNSSEC and is left out. The default contenders are then
+#                   "knot coopr-gslb pdns-lua-shared pdns-lua-yes".
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,7 +40,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-4}
-CONTENDERS=${CONTENDERS:-"knot coopr-gslb pdns-lua-shared pdns-lua-yes gdnsd"}
+SIGNED=${SIGNED:-0}
+if [[ $SIGNED == 1 ]]; then
+	CONTENDERS=${CONTENDERS:-"knot coopr-gslb pdns-lua-shared pdns-lua-yes"}
+else
+	CONTENDERS=${CONTENDERS:-"knot coopr-gslb pdns-lua-shared pdns-lua-yes gdnsd"}
+fi
 if [[ -n ${BASE_BIN:-} && " $CONTENDERS " != *" coopr-gslb-base "* ]]; then
 	CONTENDERS+=" coopr-gslb-base"
 fi
@@ -83,6 +94,12 @@ setup_coopr_gslb() {
 		build_gslb
 		bin=$GSLB
 	fi
+	local dnssec=""
+	if [[ $SIGNED == 1 ]]; then
+		rm -f "$TMP/$name.key"
+		"$bin" dnssec keygen -zone "$ZONE" -out "$TMP/$name.key" >/dev/null 2>&1 || die "$name: dnssec keygen failed"
+		dnssec="  dnssec: {key_file: $TMP/$name.key}"
+	fi
 	cat >"$TMP/$name.yaml" <<EOF
 listen:
   dns: "127.0.0.1:${PORT[$name]}"
@@ -114,6 +131,7 @@ dns:
   records:
     - 'static 300 IN A 192.0.2.10'
     - 'txt 300 IN TXT "static record"'
+$dnssec
 EOF
 	start "$name" "$bin" run -config "$TMP/$name.yaml"
 }
@@ -147,6 +165,12 @@ lua-health-checks-interval=1
 receiver-threads=2
 reuseport=yes
 EOF
+	if [[ $SIGNED == 1 ]]; then
+		# Live signing: the bind backend keeps its keys in a sqlite DB.
+		echo "bind-dnssec-db=$dir/dnssec.db" >>"$dir/pdns.conf"
+		pdnsutil --config-dir="$dir" create-bind-db "$dir/dnssec.db" >>"$TMP/$name.log" 2>&1 || die "$name: pdnsutil create-bind-db failed"
+		pdnsutil --config-dir="$dir" secure-zone "$ZONE" >>"$TMP/$name.log" 2>&1 || die "$name: pdnsutil secure-zone failed"
+	fi
 	start "$name" pdns_server --config-dir="$dir"
 }
 
@@ -206,6 +230,9 @@ zone:
   - domain: $ZONE
     file: $ZONE.zone
 EOF
+	if [[ $SIGNED == 1 ]]; then
+		echo "    dnssec-signing: on" >>"$dir/knot.conf"
+	fi
 	start knot knotd -c "$dir/knot.conf"
 }
 
@@ -217,7 +244,10 @@ ready() {
 		static=$(kdig -p "$port" @127.0.0.1 +short +time=1 +retry=0 "static.$ZONE" A 2>/dev/null || true)
 		nx=$(kdig -p "$port" @127.0.0.1 +time=1 +retry=0 "nx-1.$ZONE" A 2>/dev/null | grep -o 'status: [A-Z]*' || true)
 		if [[ $api == 192.0.2.1 && $static == 192.0.2.10 && $nx == "status: NXDOMAIN" ]]; then
-			return 0
+			# Signed mode: a DO answer must carry its RRSIG.
+			if [[ $SIGNED != 1 ]] || kdig -p "$port" @127.0.0.1 +dnssec +time=1 +retry=0 "api.$ZONE" A 2>/dev/null | grep -q RRSIG; then
+				return 0
+			fi
 		fi
 		sleep 0.5
 	done
@@ -228,8 +258,9 @@ ready() {
 
 # measure prints the q/s dnsperf reaches against a contender.
 measure() {
-	local name=$1 out=$TMP/dnsperf-$1-$2.txt
-	dnsperf -s 127.0.0.1 -p "${PORT[$name]}" -d "$TMP/queries.txt" -c "$CLIENTS" -l "$DURATION" -Q 1000000 >"$out" 2>&1 || true
+	local name=$1 out=$TMP/dnsperf-$1-$2.txt dnssec_ok=()
+	[[ $SIGNED == 1 ]] && dnssec_ok=(-D)
+	dnsperf -s 127.0.0.1 -p "${PORT[$name]}" -d "$TMP/queries.txt" -c "$CLIENTS" -l "$DURATION" -Q 1000000 "${dnssec_ok[@]}" >"$out" 2>&1 || true
 	awk '/Queries per second:/ { printf "%.0f", $4; found = 1 } END { if (!found) printf "0" }' "$out"
 }
 
@@ -259,7 +290,9 @@ main() {
 	keep_ready live
 	[[ " ${live[*]} " == *" knot "* ]] || log "knot is not running: ratios will be empty"
 
-	log "dnsperf -c $CLIENTS -l $DURATION, $ROUNDS rounds of: ${live[*]} (load average $(loadavg) on $(nproc) CPUs)"
+	local mode=""
+	[[ $SIGNED == 1 ]] && mode=" -D (DNSSEC OK on every query)"
+	log "dnsperf -c $CLIENTS -l $DURATION$mode, $ROUNDS rounds of: ${live[*]} (load average $(loadavg) on $(nproc) CPUs)"
 	declare -A QPS
 	local round qps
 	for ((round = 1; round <= ROUNDS; round++)); do

@@ -5,9 +5,29 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/dnssec"
 )
 
+// writeDNSSECKey writes a key for zone to path.
+func writeDNSSECKey(t *testing.T, path, zone string) {
+	t.Helper()
+	k, err := dnssec.GenerateKey(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dnssec.WriteKeyFile(path, k, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDNSSECKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	writeDNSSECKey(t, filepath.Join(dir, "k1.key"), "coopr.example.com.")
+	writeDNSSECKey(t, filepath.Join(dir, "k2.key"), "coopr.example.com.")
+	writeDNSSECKey(t, filepath.Join(dir, "other.key"), "other.example.")
+	abs2 := filepath.ToSlash(filepath.Join(dir, "k2.key"))
 	cases := []struct {
 		name    string
 		yaml    string
@@ -15,8 +35,10 @@ func TestDNSSECKeyFile(t *testing.T) {
 		wantErr string
 	}{
 		{"unset", "", nil, ""},
-		{"one string", "  dnssec:\n    key_file: k1.key\n", []string{"/etc/coopr/k1.key"}, ""},
-		{"list", "  dnssec:\n    key_file: [k1.key, /abs/k2.key]\n", []string{"/etc/coopr/k1.key", "/abs/k2.key"}, ""},
+		{"one string", "  dnssec:\n    key_file: k1.key\n", []string{dir + "/k1.key"}, ""},
+		{"list", "  dnssec:\n    key_file: [k1.key, " + abs2 + "]\n", []string{dir + "/k1.key", abs2}, ""},
+		{"missing", "  dnssec:\n    key_file: [k1.key, nothere.key]\n", nil, "dns.dnssec.key_file[1]: open "},
+		{"another zone's key", "  dnssec:\n    key_file: other.key\n", nil, "dns.dnssec.key_file: other.key is a key for other.example., not for the zone coopr.example.com"},
 		{"duplicate", "  dnssec:\n    key_file: [k1.key, k1.key]\n", nil, "dns.dnssec.key_file[1]: \"k1.key\" is listed twice"},
 		{"empty", "  dnssec:\n    key_file: \"\"\n", nil, "dns.dnssec.key_file: empty file name"},
 		{"mapping", "  dnssec:\n    key_file: {a: b}\n", nil, "want a string or a list of strings"},
@@ -24,7 +46,7 @@ func TestDNSSECKeyFile(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, _, err := Load("/etc/coopr/config.yaml", []byte(minimal+tc.yaml))
+			cfg, _, err := Load(filepath.Join(dir, "config.yaml"), []byte(minimal+tc.yaml))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
@@ -37,6 +59,9 @@ func TestDNSSECKeyFile(t *testing.T) {
 			got := cfg.DNSSECKeyPaths()
 			for i := range got {
 				got[i] = filepath.ToSlash(got[i])
+			}
+			for i := range tc.want {
+				tc.want[i] = filepath.ToSlash(tc.want[i])
 			}
 			if !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
 				t.Errorf("key paths = %q, want %q", got, tc.want)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/coopr-gslb/coopr-gslb/dnssec"
 )
 
 // validator collects problems, each placed at the line of its field path.
@@ -511,6 +513,17 @@ func (v *validator) dnssec() {
 			v.errorf(path, "empty file name")
 		case seen[f]:
 			v.errorf(path, "%q is listed twice", f)
+		default:
+			// The key is read here, so that check and a reload's load
+			// step refuse a missing, unreadable or foreign key.
+			file := v.c.DNSSECKeyPaths()[i]
+			k, err := dnssec.LoadKeyFile(file)
+			switch {
+			case err != nil:
+				v.errorf(path, "%v", err)
+			case v.c.DNS.Zone != "" && !strings.EqualFold(k.DNSKEY.Hdr.Name, dns.CanonicalName(v.c.DNS.Zone)):
+				v.errorf(path, "%s is a key for %s, not for the zone %s", f, k.DNSKEY.Hdr.Name, v.c.DNS.Zone)
+			}
 		}
 		seen[f] = true
 	}
@@ -529,7 +542,7 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // NotifyEvents are the event kinds a webhook can subscribe to.
-var NotifyEvents = []string{"dc_down", "dc_up", "drained", "undrained", "all_down"}
+var NotifyEvents = []string{"dc_down", "dc_up", "drained", "undrained", "all_down", "dnssec_expiring"}
 
 func (v *validator) notify() {
 	for i, n := range v.c.Notify {

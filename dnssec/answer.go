@@ -79,8 +79,8 @@ func (s *Signer) SignResponse(req, resp *dns.Msg, typesAt func(name string) []ui
 	if resp.Answer, err = s.signSection(resp.Answer, nil); err != nil {
 		return err
 	}
-	// A nonexistent name's NSEC is unique to that name: signing it each
-	// time keeps random names from flushing the cache.
+	// A nonexistent name's NSEC is unique to that name: it is cached apart
+	// (Signer.nx), so random names cannot flush the cache of real data.
 	var uncached dns.RR
 	if nx {
 		uncached = nsec
@@ -190,7 +190,10 @@ func (s *Signer) signSection(rrs []dns.RR, uncached dns.RR) ([]dns.RR, error) {
 	out := make([]dns.RR, 0, len(rrs)+len(order)+len(tail))
 	for _, k := range order {
 		set := sets[k]
-		cache := uncached == nil || !slices.Contains(set, uncached)
+		cache := s.lazy
+		if uncached != nil && slices.Contains(set, uncached) {
+			cache = s.nx
+		}
 		sigs, err := s.signCached(set, cache)
 		if err != nil {
 			return nil, err

@@ -178,7 +178,8 @@ func TestSignResponseWithoutDOChangesNothing(t *testing.T) {
 	}
 }
 
-// TestNXDomainNotCached: random nonexistent names do not fill the cache.
+// TestNXDomainNotCached: random nonexistent names do not fill the cache of
+// real data; their NSECs are kept apart in the bounded NX cache.
 func TestNXDomainNotCached(t *testing.T) {
 	s := mustSigner(t, newClock(), Options{})
 	for _, n := range []string{"a", "b", "c", "d"} {
@@ -189,6 +190,22 @@ func TestNXDomainNotCached(t *testing.T) {
 	}
 	if got := s.CacheLen(); got != 1 {
 		t.Fatalf("cache holds %d entries after 4 NXDOMAINs, want 1 (the SOA)", got)
+	}
+	nx := 0
+	for _, sh := range s.nx {
+		nx += sh.len()
+	}
+	if nx != 4 {
+		t.Fatalf("NX cache holds %d entries after 4 NXDOMAINs, want 4", nx)
+	}
+	// Signing the same nonexistent name again is a hit in the NX cache.
+	before := s.signs.Load()
+	req := query("a.coopr.example.com.", dns.TypeA, true, false)
+	if err := s.SignResponse(req, negative(t, req, dns.RcodeNameError), nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.signs.Load() != before {
+		t.Error("a repeated nonexistent name was signed again")
 	}
 }
 

@@ -76,6 +76,10 @@ type Signer struct {
 	seed      maphash.Seed
 	presigned atomic.Pointer[map[string]*entry]
 	lazy      []*lruShard
+	// nx caches the NSECs of nonexistent names apart from lazy, bounded
+	// to a tenth of its size: a flood of random names evicts only its
+	// own kind, never a signature of data that exists.
+	nx []*lruShard
 
 	signs atomic.Uint64
 }
@@ -132,6 +136,7 @@ func New(zone string, keys []*Key, opts Options) (*Signer, error) {
 	per := (opts.CacheSize + shards - 1) / shards
 	for range shards {
 		s.lazy = append(s.lazy, newLRUShard(per))
+		s.nx = append(s.nx, newLRUShard(max(1, per/10)))
 	}
 	empty := map[string]*entry{}
 	s.presigned.Store(&empty)
@@ -203,10 +208,11 @@ func (s *Signer) Presign(rrsets [][]dns.RR) error {
 // what validators compute (RFC 4034 §6.2), so the case does not matter.
 // The returned records are new and the caller's to keep.
 func (s *Signer) Sign(rrset []dns.RR) ([]dns.RR, error) {
-	return s.signCached(rrset, true)
+	return s.signCached(rrset, s.lazy)
 }
 
-func (s *Signer) signCached(rrset []dns.RR, cache bool) ([]dns.RR, error) {
+// signCached is Sign with the lazy cache to use (nil: none).
+func (s *Signer) signCached(rrset []dns.RR, cache []*lruShard) ([]dns.RR, error) {
 	if len(rrset) == 0 {
 		return nil, nil
 	}
@@ -216,8 +222,8 @@ func (s *Signer) signCached(rrset []dns.RR, cache bool) ([]dns.RR, error) {
 	var e *entry
 	if pe, ok := (*s.presigned.Load())[key]; ok {
 		e = pe
-	} else if cache {
-		sh := s.shard(key)
+	} else if cache != nil {
+		sh := s.shard(cache, key)
 		if le, ok := sh.get(key); ok {
 			e = le
 		} else {
@@ -318,16 +324,26 @@ func cacheKey(rrset []dns.RR) string {
 	name := dns.CanonicalName(h.Name)
 	var rdata [8][]byte
 	parts := rdata[:0]
-	off := 0
-	for _, rr := range rrset {
-		end, err := dns.PackRR(rr, buf, off, nil, false)
-		if err != nil {
-			// Not packable here (too large): fall back to the text form.
+	// Msg.PackBuffer, unlike PackRR, writes nothing into the records: they
+	// are shared with concurrent queries.
+	msg := dns.Msg{Answer: rrset}
+	packed, err := msg.PackBuffer(buf)
+	if err != nil {
+		// Not packable here (too large): fall back to the text form.
+		return name + " " + rrsetString(rrset)
+	}
+	off := 12 // the message header
+	for range rrset {
+		// Skip the owner name and the 10 fixed header bytes of the record.
+		_, n, err := dns.UnpackDomainName(packed, off)
+		if err != nil || n+10 > len(packed) {
 			return name + " " + rrsetString(rrset)
 		}
-		// Skip the owner name and the 10 fixed header bytes of the record.
-		_, n, _ := dns.UnpackDomainName(buf, off)
-		parts = append(parts, buf[n+10:end])
+		end := n + 10 + int(binary.BigEndian.Uint16(packed[n+8:]))
+		if end > len(packed) {
+			return name + " " + rrsetString(rrset)
+		}
+		parts = append(parts, packed[n+10:end])
 		off = end
 	}
 	slices.SortFunc(parts, bytes.Compare)
@@ -361,8 +377,8 @@ func rrsetString(rrset []dns.RR) string {
 	return strconv.Itoa(int(h.Rrtype)) + " " + strconv.Itoa(int(h.Class)) + " " + strconv.FormatUint(uint64(h.Ttl), 10) + "\x00" + strings.Join(rdata, "\x00")
 }
 
-func (s *Signer) shard(key string) *lruShard {
-	return s.lazy[maphash.String(s.seed, key)%uint64(len(s.lazy))]
+func (s *Signer) shard(cache []*lruShard, key string) *lruShard {
+	return cache[maphash.String(s.seed, key)%uint64(len(cache))]
 }
 
 // EarliestExpiry returns the earliest expiration of any signature the Signer
@@ -380,6 +396,9 @@ func (s *Signer) EarliestExpiry() time.Time {
 		visit(e)
 	}
 	for _, sh := range s.lazy {
+		sh.each(visit)
+	}
+	for _, sh := range s.nx {
 		sh.each(visit)
 	}
 	return min
@@ -402,7 +421,7 @@ func (s *Signer) Maintain() (time.Time, error) {
 			e.sigs.Store(ss)
 		}
 	}
-	for _, sh := range s.lazy {
+	for _, sh := range append(slices.Clip(s.lazy), s.nx...) {
 		sh.removeIf(func(e *entry) bool { return !now.Before(e.sigs.Load().refreshAt) })
 	}
 	earliest := s.EarliestExpiry()

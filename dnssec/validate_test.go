@@ -2,6 +2,7 @@ package dnssec
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -122,14 +123,27 @@ func startZone(t *testing.T, z *testZone) string {
 	return ""
 }
 
+// freePort returns a loopback port free for UDP and TCP, drawn below
+// Linux's ephemeral range (it starts at 32768) so that no outgoing socket of
+// a parallel test takes it before unbound binds it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
 	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
 
 func newTestZone(t *testing.T) *testZone {

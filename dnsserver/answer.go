@@ -143,7 +143,7 @@ func (r *response) begin(req *dns.Msg) *dns.Msg {
 // (to the query's case, or to a name a wildcard matched).
 func answer(v *view, req *dns.Msg, client netip.Addr, r *response) {
 	m := r.begin(req)
-	defer r.finish(v)
+	defer r.finishSigned(v, req)
 	e, rcode := parseEDNS(req)
 	r.edns = e
 	switch {
@@ -264,6 +264,12 @@ func (r *response) finish(v *view) {
 	if r.signed {
 		r.msg.Extra = append(r.msg.Extra, &r.tsig)
 	}
+}
+
+// finishSigned finishes the response and then signs it (sign, dnssec.go).
+func (r *response) finishSigned(v *view, req *dns.Msg) {
+	r.finish(v)
+	r.sign(v, req)
 }
 
 // resolve answers q, a name inside the zone, following in-zone CNAMEs.

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/dnssec"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
@@ -76,6 +77,8 @@ type Server struct {
 	// cookieSecret is the server cookie key when no configured secret
 	// applies: random per process, or the cluster's (SetCookieSecret).
 	cookieSecret atomic.Pointer[cookieKey]
+	// signer is the DNSSEC signer (SetSigner), nil for none.
+	signer atomic.Pointer[dnssec.Signer]
 
 	// stopping is set, and done closed, when Shutdown begins.
 	stopping atomic.Bool
@@ -364,8 +367,10 @@ func (s *Server) respond(v *view, req *dns.Msg, q *cachedQuery, client netip.Add
 	default:
 		answer(v, req, client, r)
 	}
-	if r.cookieOut != "" {
-		q = nil // the server cookie is per client and time
+	if r.cookieOut != "" || r.edns.do {
+		// The server cookie is per client and time; signatures are
+		// refreshed over the life of a view.
+		q = nil
 	}
 
 	var b []byte

@@ -72,11 +72,13 @@ func (s *Server) rebuild(snap *routing.Snapshot) *view {
 		return old
 	}
 	var z *zone
-	if old != nil && old.zone.cfg == snap.Config {
+	sg := s.signer.Load()
+	if old != nil && old.zone.cfg == snap.Config && old.zone.signer == sg {
 		z = old.zone
 	} else {
 		// The serial derives from the zone's content (contentSerial).
 		z = buildZone(snap.Config, snap, 0, s.metrics, s.log)
+		z.addDNSKEYs(sg)
 		s.limiter.configure(z.settings.rrl)
 	}
 	v := newView(snap, z)
@@ -86,11 +88,12 @@ func (s *Server) rebuild(snap *routing.Snapshot) *view {
 
 // Prepare builds the view of snap ahead of the queries that will need it
 // (the instance calls it when the engine publishes a snapshot), so no query
-// pays for building it. Queries still build a view themselves if they see
+// pays for building it, and pre-signs the RRsets the view can answer with
+// when the zone is signed (see presignSets). Queries still build a view themselves if they see
 // a snapshot first.
 func (s *Server) Prepare(snap *routing.Snapshot) {
 	if snap != nil && snap.Config != nil {
-		s.rebuild(snap)
+		s.presign(s.rebuild(snap))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/dnssec"
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
@@ -101,6 +102,8 @@ type zone struct {
 	nsid string
 	// cookieKey is the configured cookie secret's key, nil for none.
 	cookieKey *cookieKey
+	// signer signs answers to DO queries (dnssec.go), nil for none.
+	signer *dnssec.Signer
 }
 
 // settings are the serving parameters the configuration gives, read per

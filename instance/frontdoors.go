@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coopr-gslb/coopr-gslb/config"
+	"github.com/coopr-gslb/coopr-gslb/dnssec"
 	"github.com/coopr-gslb/coopr-gslb/dnsserver"
 	"github.com/coopr-gslb/coopr-gslb/internal/logging"
 	"github.com/coopr-gslb/coopr-gslb/proxy"
@@ -25,9 +26,12 @@ type frontDoors struct {
 	http, https, dns string
 
 	dnsServer *dnsserver.Server // nil without listen.dns
-	tls       *proxy.TLS        // nil without listen.https
-	px        *proxy.Proxy      // nil without listen.http and listen.https
-	logs      *logging.Logs     // holds the access log's file
+	// dnssecMetrics and onExpiring go to every signer a reload builds.
+	dnssecMetrics *dnssec.Metrics
+	onExpiring    func(time.Time)
+	tls           *proxy.TLS    // nil without listen.https
+	px            *proxy.Proxy  // nil without listen.http and listen.https
+	logs          *logging.Logs // holds the access log's file
 
 	// loops are the HTTP servers' serve loops, started by serve; servers
 	// are what shutdown stops; lns are the bound listeners.
@@ -46,26 +50,33 @@ type frontDoors struct {
 // than read from the routing snapshot: the TLS listener's certificates. On
 // error nothing changed. It is a reload's prepare step.
 func (f *frontDoors) prepareReload(next *config.Config) error {
-	if f.px == nil {
-		return f.reloadTLS(next)
+	// The DNSSEC keys are read again: a bad key file fails the reload
+	// before anything changed.
+	var sg *dnssec.Signer
+	if f.dnsServer != nil {
+		var err error
+		if sg, err = LoadSigner(next, f.dnssecMetrics, f.onExpiring); err != nil {
+			return err
+		}
 	}
-	commit, cancel, err := f.logs.PrepareAccessFile(next.Proxy.AccessLogFile)
-	if err != nil {
-		return err
+	commit, cancel := func() {}, func() {}
+	if f.px != nil {
+		var err error
+		if commit, cancel, err = f.logs.PrepareAccessFile(next.Proxy.AccessLogFile); err != nil {
+			return err
+		}
 	}
-	if err := f.reloadTLS(next); err != nil {
-		cancel()
-		return err
+	if f.tls != nil {
+		if err := f.tls.Reload(next); err != nil {
+			cancel()
+			return err
+		}
 	}
 	commit()
-	return nil
-}
-
-func (f *frontDoors) reloadTLS(next *config.Config) error {
-	if f.tls == nil {
-		return nil
+	if f.dnsServer != nil {
+		f.dnsServer.SetSigner(sg)
 	}
-	return f.tls.Reload(next)
+	return nil
 }
 
 // frontDoorDeps are what the front doors read and report to.
@@ -91,6 +102,9 @@ type frontDoorDeps struct {
 	// deferDNS leaves the DNS sockets unread until startDNS: in an
 	// upgrade, the old process answers on them until this one serves.
 	deferDNS bool
+	// onExpiring is called when the earliest DNSSEC signature expires
+	// soon (dnssec.Options.OnExpiryClose). May be nil.
+	onExpiring func(time.Time)
 }
 
 // startDNS starts the DNS responder: from then on it reads its sockets.
@@ -120,6 +134,15 @@ func bindFrontDoors(d frontDoorDeps) (f *frontDoors, err error) {
 			return f, err
 		}
 		f.dnsServer = dns
+		if f.dnssecMetrics, err = dnssec.NewMetrics(d.reg); err != nil {
+			return f, err
+		}
+		f.onExpiring = d.onExpiring
+		sg, err := LoadSigner(cfg, f.dnssecMetrics, f.onExpiring)
+		if err != nil {
+			return f, err
+		}
+		dns.SetSigner(sg)
 		if d.dnsCookieSecret != nil {
 			dns.SetCookieSecret(d.dnsCookieSecret)
 		}

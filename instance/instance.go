@@ -223,9 +223,14 @@ func (i *Instance) Run(ctx context.Context) error {
 		// API answers.
 		drain, undrain = i.cw.drainScoped, i.cw.undrainScoped
 	}
+	// DNSSEC: the signer lives in the DNS server (set at bind and by each
+	// reload); its close expiry is a routing event.
+	alert := &expiryAlert{engine: i.engine, log: i.log}
+	var dnsSrv dnsRef
 	// Bind first: a busy port fails the start here, before any probe, event
 	// or webhook.
 	adminSrv := admin.New(admin.Options{
+		DNSSEC:            func() *admin.DNSSECStatus { return dnssecStatus(dnsSrv.Load(), alert) },
 		Snapshot:          i.engine.Snapshot,
 		Events:            i.engine.Events,
 		Probes:            i.checker.Statuses,
@@ -284,8 +289,9 @@ func (i *Instance) Run(ctx context.Context) error {
 			passive: func(dc, service, endpoint string, failure bool, reason string) {
 				i.checker.ReportPassive(routing.EndpointID{DC: dc, Service: service, Endpoint: endpoint}.String(), failure, reason)
 			},
-			sockets:  socks,
-			deferDNS: upgrading,
+			sockets:    socks,
+			deferDNS:   upgrading,
+			onExpiring: alert.fire,
 		})
 		if err != nil {
 			return nil, err
@@ -302,6 +308,7 @@ func (i *Instance) Run(ctx context.Context) error {
 	if fronts.tls != nil {
 		i.certs.watchACME(i.cfg.TLS.ACME, fronts.tls.Names)
 	}
+	dnsSrv.Store(fronts.dnsServer)
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -331,6 +338,10 @@ func (i *Instance) Run(ctx context.Context) error {
 			})
 			return nil
 		}, func(error) { cancel() })
+	}
+	if fronts.dnsServer != nil {
+		// DNSSEC signatures are refreshed well before they expire.
+		g.Add(func() error { maintainSigner(rctx, fronts.dnsServer, alert, signerRefresh, i.log); return nil }, func(error) { cancel() })
 	}
 	g.Add(func() error { i.checker.Run(rctx); return nil }, func(error) { cancel() })
 	if i.cw != nil {

@@ -118,7 +118,7 @@ func (n *Notifier) Notify(ev routing.Event) {
 
 func alertKind(ev routing.Event) (string, bool) {
 	switch ev.Kind {
-	case routing.EventDCDown, routing.EventDrained, routing.EventUndrained, routing.EventAllDown:
+	case routing.EventDCDown, routing.EventDrained, routing.EventUndrained, routing.EventAllDown, routing.EventDNSSECExpiring:
 		return string(ev.Kind), true
 	case routing.EventDCUp:
 		return string(ev.Kind), !ev.Initial // "east is up" at start-up is no news
@@ -138,6 +138,8 @@ func text(kind string, ev routing.Event) string {
 		return fmt.Sprintf("coopr-gslb: %s undrained by %s", drainWhat(ev), ev.By)
 	case "all_down":
 		return fmt.Sprintf("coopr-gslb: no datacenter is healthy for %s: %s", ev.Service, ev.Reason)
+	case "dnssec_expiring":
+		return "coopr-gslb: DNSSEC: " + ev.Reason
 	}
 	return "coopr-gslb: " + kind
 }

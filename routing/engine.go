@@ -241,6 +241,18 @@ func (e *Engine) SetConfig(cfg *config.Config) {
 	e.publishLocked()
 }
 
+// Record adds an event that is not a routing change (such as
+// EventDNSSECExpiring) to the history and the event queue, so that it is
+// logged and notified like the others. A zero Time is now.
+func (e *Engine) Record(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ev.Time.IsZero() {
+		ev.Time = e.opts.Now()
+	}
+	e.emitLocked(ev)
+}
+
 // Events returns the recorded events at or after since, oldest first.
 func (e *Engine) Events(since time.Time) []Event {
 	e.mu.Lock()

@@ -16,6 +16,9 @@ const (
 	EventAllDown        EventKind = "all_down"
 	EventAllDownCleared EventKind = "all_down_cleared"
 	EventConfigReloaded EventKind = "config_reloaded"
+	// EventDNSSECExpiring: the earliest DNSSEC signature held for serving
+	// expires soon (signature refresh is failing); Reason says when.
+	EventDNSSECExpiring EventKind = "dnssec_expiring"
 )
 
 // Event is one change of routing state.
