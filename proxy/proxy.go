@@ -84,6 +84,8 @@ type Proxy struct {
 	flushIdle atomic.Bool
 	// buffered counts the bytes of request-body buffers held (readUpTo).
 	buffered atomic.Int64
+	// connectLat is the recent connect latency of each address dialled.
+	connectLat connectLatency
 
 	streams streamSet
 

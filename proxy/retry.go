@@ -194,7 +194,7 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 			st.leaveDC()
 		}
 		ntv, nep := st.next()
-		if nep == nil || !st.mayRetry(kind) {
+		if nep == nil || !st.mayRetry(kind, tv, ntv, nep) {
 			switch {
 			case res != nil:
 				return st.accept(res, tv, ep), nil
@@ -241,7 +241,8 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 	}
 	req.URL.Scheme = tv.scheme
 	req.URL.Host = ep.addr
-	timer := time.AfterFunc(st.tryTimeout(), a.expire)
+	began := time.Now()
+	timer := time.AfterFunc(st.tryTimeout(ep), a.expire)
 	ep.inflight.Add(1)
 	res, err := tv.rt.RoundTrip(req)
 	timer.Stop()
@@ -262,6 +263,7 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 		cancel()
 		return nil, st.failed(err, a, tv, ep), err
 	}
+	ep.lat.observe(time.Since(began))
 	st.cancel = cancel
 	return st.answered(res, tv, ep)
 }
@@ -276,7 +278,7 @@ func (st *reqState) failed(err error, a *attempt, tv *targetView, ep *endpoint) 
 		st.reached++
 	}
 	st.p.metrics.upstreamErrors[kind].Inc()
-	st.p.recordFailure(st.v, ep, tv.pool, kind.String())
+	st.p.recordFailureNow(st.v, ep, tv.pool, kind.String(), timedOut(kind, err, a))
 	return kind
 }
 
@@ -288,15 +290,43 @@ func (st *reqState) answered(res *http.Response, tv *targetView, ep *endpoint) (
 	} else {
 		st.p.recordSuccess(ep)
 	}
-	switch res.StatusCode {
-	case http.StatusBadGateway:
-		return res, failStatus502, nil
-	case http.StatusServiceUnavailable:
-		return res, failStatus503, nil
-	case http.StatusGatewayTimeout:
-		return res, failStatus504, nil
+	return res, st.retryStatus(res.StatusCode), nil
+}
+
+// retryStatus returns the fail kind of an answer code listed in
+// retry.on_status, failNone for any other code.
+func (st *reqState) retryStatus(code int) failKind {
+	if code < 500 {
+		return failNone
 	}
-	return res, failNone, nil
+	for _, c := range st.sv.retry.OnStatus {
+		if c != code {
+			continue
+		}
+		switch code {
+		case http.StatusInternalServerError:
+			return failStatus500
+		case http.StatusBadGateway:
+			return failStatus502
+		case http.StatusServiceUnavailable:
+			return failStatus503
+		case http.StatusGatewayTimeout:
+			return failStatus504
+		}
+		return failStatus5xx
+	}
+	return failNone
+}
+
+// timedOut reports whether a failed try ran out of time (its try timeout,
+// or the dial timeout of a black-holed endpoint), which ejects the endpoint
+// at once.
+func timedOut(kind failKind, err error, a *attempt) bool {
+	if kind == failTimeout || a.timedOut() {
+		return true
+	}
+	var ne net.Error
+	return kind == failConnect && errors.As(err, &ne) && ne.Timeout()
 }
 
 // release ends the try of ep whose answer was read in full and set aside.
@@ -353,9 +383,13 @@ func isEventStream(h http.Header) bool {
 	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
 }
 
-// mayRetry reports whether a request whose try failed with kind may be sent
-// again, taking a retry from the budget when one is needed.
-func (st *reqState) mayRetry(kind failKind) bool {
+// mayRetry reports whether a request whose try of tv failed with kind may
+// be sent again, to nep in ntv, taking a retry from the budget when one is
+// needed. The budget protects a struggling DC from its own retries: a retry
+// in the same DC takes from it, a failover to an endpoint of another DC that
+// is not ejected does not, so the budget never fails a request that a
+// healthy DC could serve.
+func (st *reqState) mayRetry(kind failKind, tv, ntv *targetView, nep *endpoint) bool {
 	if !st.rewindable() || !time.Now().Before(st.deadline) {
 		return false
 	}
@@ -366,6 +400,9 @@ func (st *reqState) mayRetry(kind failKind) bool {
 	}
 	if !st.replayable || st.reached >= st.sv.retry.Attempts {
 		return false
+	}
+	if ntv != tv && !nep.ejected(sinceEpoch(st.p.now())) {
+		return true
 	}
 	return st.sv.state.budget.withdraw(time.Now().Unix(), st.sv.retry)
 }
@@ -378,18 +415,42 @@ func (st *reqState) noteRetry(kind failKind) {
 	st.sv.state.m.retries[kind].Inc()
 }
 
-// tryTimeout bounds the wait for response headers. A try that could still be
-// retried waits at most retry.try_timeout, so a hung endpoint leaves time to
-// try another; the last possible try waits response_header_timeout.
-func (st *reqState) tryTimeout() time.Duration {
+// tryTimeout bounds the wait for response headers from ep.
+//
+// A safe or idempotent try that could still be retried elsewhere waits
+// latencyMultiple times ep's recent high percentile (at least
+// tryTimeoutFloor), capped by retry.try_timeout, so a hung endpoint costs a
+// fraction of the configured timeout before the next DC is tried; with no
+// other endpoint left it waits retry.try_timeout, and the last possible try
+// response_header_timeout. A try that may not be replayed (a POST) waits
+// retry.try_timeout when it is shorter than response_header_timeout and the
+// deadline leaves room, and response_header_timeout otherwise: a request that may not be replayed
+// ends with a 504 after its try timeout rather than tying the client up.
+func (st *reqState) tryTimeout(ep *endpoint) time.Duration {
 	hdr := st.v.cfg.ResponseHeaderTimeout.D()
-	if st.replayable && st.reached+1 < st.sv.retry.Attempts {
-		tt := st.sv.retry.TryTimeout.D()
-		if tt > 0 && tt < hdr && time.Until(st.deadline) > tt {
-			return tt
-		}
+	tt := st.sv.retry.TryTimeout.D()
+	if tt <= 0 || tt >= hdr || time.Until(st.deadline) <= tt {
+		tt = hdr
 	}
-	return hdr
+	if !st.replayable {
+		return tt
+	}
+	if st.reached+1 >= st.sv.retry.Attempts {
+		return hdr
+	}
+	if !st.hasNext() {
+		return tt
+	}
+	return ep.lat.bound(tryTimeoutFloor, tt)
+}
+
+// hasNext reports whether next would return another endpoint, leaving the
+// cursor where it was.
+func (st *reqState) hasNext() bool {
+	ti, k, first, entered, includeEject, skipped := st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped
+	_, ep := st.next()
+	st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped = ti, k, first, entered, includeEject, skipped
+	return ep != nil
 }
 
 // classify says how a try failed, from what the trace saw rather than from
