@@ -11,9 +11,11 @@ import (
 // percentile, never less than a floor, never more than the configured bound.
 const (
 	latencyRing = 64 // samples kept per endpoint
-	// latencyMinSamples must be seen before the estimate is used; until then
-	// the configured bound applies.
+	// latencyMinSamples answers must be seen before an endpoint's estimate
+	// is used, and dialMinSamples connects (pooled connections make dials
+	// rare); until then the configured bound applies.
 	latencyMinSamples = 16
+	dialMinSamples    = 4
 	// latencyMultiple times the recent p98 is how long a try or a dial may
 	// take before it is given up for another endpoint.
 	latencyMultiple = 4
@@ -40,13 +42,13 @@ func (l *latency) observe(d time.Duration) {
 	}
 	i := l.n.Add(1)
 	l.ring[(i-1)%latencyRing].Store(int64(d))
-	if i >= latencyMinSamples && i%8 == 0 {
+	if i <= latencyRing || i%8 == 0 {
 		l.high.Store(l.percentile(i))
 	}
 }
 
 // percentile returns the second largest of the samples held (about p98 of
-// 64), which one outlier does not move.
+// 64), which one outlier does not move; the largest while only one is held.
 func (l *latency) percentile(n uint64) int64 {
 	if n > latencyRing {
 		n = latencyRing
@@ -61,14 +63,17 @@ func (l *latency) percentile(n uint64) int64 {
 			b = v
 		}
 	}
+	if b == 0 {
+		return a
+	}
 	return b
 }
 
 // bound returns latencyMultiple times the recent high percentile, at least
-// floor and at most limit; limit while too few samples are known.
-func (l *latency) bound(floor, limit time.Duration) time.Duration {
+// floor and at most limit; limit while fewer than minSamples are known.
+func (l *latency) bound(floor, limit time.Duration, minSamples uint64) time.Duration {
 	h := time.Duration(l.high.Load())
-	if h == 0 {
+	if h == 0 || l.n.Load() < minSamples {
 		return limit
 	}
 	d := max(h*latencyMultiple, floor)

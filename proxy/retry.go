@@ -67,6 +67,9 @@ type reqState struct {
 	replayable bool          // safe or declared idempotent: may be sent twice
 
 	reached int // tries that may have reached a backend
+	// lastTimedOut: the last failed try ran out of time (try or dial
+	// timeout).
+	lastTimedOut bool
 	retries int
 	reasons [6]failKind // the first retry reasons, for the access log
 
@@ -186,11 +189,12 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		if kind.reachedBackend() {
-			// Failures that reached a backend (overload, a hang, a 503) tend
-			// to hit a whole DC: try the next DC before this one's other
-			// endpoints. A connection that could not be made is more
-			// likely one dead endpoint, so that moves on within the DC.
+		if kind.reachedBackend() || st.lastTimedOut {
+			// Failures that reached a backend (overload, a hang, a 503) and
+			// timeouts (a black hole) tend to hit a whole DC: try the next
+			// DC before this one's other endpoints. A connection that was
+			// refused is more likely one dead endpoint, so that moves on
+			// within the DC.
 			st.leaveDC()
 		}
 		ntv, nep := st.next()
@@ -278,7 +282,8 @@ func (st *reqState) failed(err error, a *attempt, tv *targetView, ep *endpoint) 
 		st.reached++
 	}
 	st.p.metrics.upstreamErrors[kind].Inc()
-	st.p.recordFailureNow(st.v, ep, tv.pool, kind.String(), timedOut(kind, err, a))
+	st.lastTimedOut = timedOut(kind, err, a)
+	st.p.recordFailureNow(st.v, ep, tv.pool, kind.String(), st.lastTimedOut)
 	return kind
 }
 
@@ -441,7 +446,7 @@ func (st *reqState) tryTimeout(ep *endpoint) time.Duration {
 	if !st.hasNext() {
 		return tt
 	}
-	return ep.lat.bound(tryTimeoutFloor, tt)
+	return ep.lat.bound(tryTimeoutFloor, tt, latencyMinSamples)
 }
 
 // hasNext reports whether next would return another endpoint, leaving the

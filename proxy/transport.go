@@ -123,7 +123,7 @@ func (u *upstreams) closeIdle() {
 // behind a pending one (MaxConnsPerHost is unlimited).
 func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	lat := p.connectLat.of(addr)
-	d := net.Dialer{Timeout: lat.bound(dialTimeoutFloor, p.currentView().cfg.DialTimeout.D()), KeepAlive: 30 * time.Second}
+	d := net.Dialer{Timeout: lat.bound(dialTimeoutFloor, p.currentView().cfg.DialTimeout.D(), dialMinSamples), KeepAlive: 30 * time.Second}
 	start := time.Now()
 	c, err := d.DialContext(ctx, network, addr)
 	if err == nil {
