@@ -70,8 +70,8 @@ type reqState struct {
 	// lastTimedOut: the last failed try ran out of time (try or dial
 	// timeout).
 	lastTimedOut bool
-	retries int
-	reasons [6]failKind // the first retry reasons, for the access log
+	retries      int
+	reasons      [6]failKind // the first retry reasons, for the access log
 
 	firstTry attempt   // the first try's attempt, allocated with the state
 	fwd      [3]string // backs the X-Forwarded-* header values
