@@ -422,12 +422,12 @@ func (st *reqState) noteRetry(kind failKind) {
 
 // tryTimeout bounds the wait for response headers from ep.
 //
-// A safe or idempotent try that could still be retried elsewhere waits
-// latencyMultiple times ep's recent high percentile (at least
-// tryTimeoutFloor), capped by retry.try_timeout, so a hung endpoint costs a
-// fraction of the configured timeout before the next DC is tried; with no
-// other endpoint left it waits retry.try_timeout, and the last possible try
-// response_header_timeout. A try that may not be replayed (a POST) waits
+// The first try of a safe or idempotent request, when an endpoint that is
+// not ejected is left to retry on, waits latencyMultiple times ep's recent
+// high percentile (at least tryTimeoutFloor), capped by retry.try_timeout,
+// so a hung endpoint costs a fraction of the configured timeout before the
+// next DC is tried. Later tries, and a first with no healthy endpoint left,
+// wait retry.try_timeout; the last possible try response_header_timeout. A try that may not be replayed (a POST) waits
 // retry.try_timeout when it is shorter than response_header_timeout and the
 // deadline leaves room, and response_header_timeout otherwise: a request that may not be replayed
 // ends with a 504 after its try timeout rather than tying the client up.
@@ -443,19 +443,22 @@ func (st *reqState) tryTimeout(ep *endpoint) time.Duration {
 	if st.reached+1 >= st.sv.retry.Attempts {
 		return hdr
 	}
-	if !st.hasNext() {
+	if len(st.tried) > 1 || !st.hasHealthyNext() {
+		// A retry waits try_timeout: after a failover the next DC takes a
+		// surge of load, and giving up early on it (which ejects it) would
+		// cascade.
 		return tt
 	}
 	return ep.lat.bound(tryTimeoutFloor, tt, latencyMinSamples)
 }
 
-// hasNext reports whether next would return another endpoint, leaving the
-// cursor where it was.
-func (st *reqState) hasNext() bool {
+// hasHealthyNext reports whether next would return another endpoint that
+// is not ejected, leaving the cursor where it was.
+func (st *reqState) hasHealthyNext() bool {
 	ti, k, first, entered, includeEject, skipped := st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped
 	_, ep := st.next()
 	st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped = ti, k, first, entered, includeEject, skipped
-	return ep != nil
+	return ep != nil && !ep.ejected(sinceEpoch(st.p.now()))
 }
 
 // classify says how a try failed, from what the trace saw rather than from
