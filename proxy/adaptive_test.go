@@ -99,3 +99,45 @@ func TestAdaptiveTryTimeout(t *testing.T) {
 		t.Fatalf("GET after the ejection: %d %q after %v", code, body, time.Since(start))
 	}
 }
+
+// TestRetryWaitsTryTimeout: only the first try gives up early. The DC a
+// request fails over to takes the failed DC's load, so its retry waits
+// retry.try_timeout: a 300 ms answer from it is taken even though its
+// learned latency would time it out after the floor.
+func TestRetryWaitsTryTimeout(t *testing.T) {
+	var hang atomic.Bool
+	west := newBackend(t, "west", func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			<-r.Context().Done()
+			return
+		}
+		_, _ = w.Write([]byte("west"))
+	})
+	slow := func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = w.Write([]byte("east"))
+	}
+	east, east2 := newBackend(t, "east", slow), newBackend(t, "east2", slow)
+	yaml := strings.Replace(twoDC, `["{{e}}"]`, `["{{e}}", "{{e2}}"]`, 1) + "proxy: {retry: {try_timeout: 2s}}\n"
+	e := newEnv(t, yaml, map[string]string{"w": west.addr(), "e": east.addr(), "e2": east2.addr()}, envOptions{})
+	for i := 0; i < latencyMinSamples; i++ {
+		e.call("GET", "api.coopr.test", "/", nil, nil)
+	}
+	e.proxy.viewMu.Lock()
+	for _, x := range e.proxy.store.endpoints {
+		if x.addr == east.addr() || x.addr == east2.addr() {
+			for i := 0; i < latencyRing; i++ {
+				x.lat.observe(time.Millisecond) // east looks fast
+			}
+		}
+	}
+	e.proxy.viewMu.Unlock()
+	hang.Store(true)
+	if code, body, _ := e.call("GET", "api.coopr.test", "/", nil, nil); code != 200 || body != "east" {
+		t.Fatalf("GET: %d %q, want east's slow answer", code, body)
+	}
+	// Only west's timeout ejected an endpoint.
+	if got := e.metric("coopr_gslb_proxy_ejections_total", nil); got != 1 {
+		t.Fatalf("ejections %v, want 1: the retry in east must not time out early", got)
+	}
+}
