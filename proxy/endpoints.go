@@ -176,16 +176,6 @@ func (sv *serviceView) target(t *routing.Target) *targetView {
 	return nil
 }
 
-// targetByDC returns the view of the named DC, or nil.
-func (sv *serviceView) targetByDC(dc string) *targetView {
-	for _, tv := range sv.targets {
-		if tv.dc == dc {
-			return tv
-		}
-	}
-	return nil
-}
-
 // requestPattern is a parsed "METHOD /prefix" idempotent declaration.
 type requestPattern struct {
 	method, prefix string

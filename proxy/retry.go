@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
 // errNoEndpoint means no endpoint was left to try.
@@ -46,10 +48,11 @@ type reqState struct {
 	secure  bool       // the client used TLS, directly or through a trusted proxy
 
 	// order lists the DCs to try, best first; orderBuf avoids allocating it.
-	order    []orderEntry
-	orderBuf [4]orderEntry
-	pin      string // the DC of a valid affinity cookie
-	pinValid bool
+	order     []orderEntry
+	orderBuf  [4]orderEntry
+	targetBuf [4]*routing.Target // backs routing's answer when it reorders
+	pin       string             // the DC of a valid affinity cookie
+	pinValid  bool
 	// shard is the shard of the cluster the request addresses when it was
 	// routed to the shard's owner; nil otherwise.
 	shard *shardView
