@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,12 @@ type Retry struct {
 	// MinRetries per second are always allowed regardless of the budget, so
 	// a quiet service can still fail over. Zero means 3.
 	MinRetries int `yaml:"min_retries"`
+	// OnStatus lists the answer codes (500..599) on which a safe or
+	// idempotent request is tried again in another DC, within the attempts
+	// and the budget; when every try answers one, the last answer is
+	// returned. Unset means [500, 502, 503, 504]; an empty list retries on
+	// no answer code.
+	OnStatus []int `yaml:"on_status"`
 }
 
 // Outlier configures passive health: ejecting endpoints that fail requests.
@@ -177,7 +184,7 @@ func (c *Config) fillProxyDefaults() {
 	if p.MaxResponseHeaderBytes == 0 {
 		p.MaxResponseHeaderBytes = 1 << 20
 	}
-	p.Retry = p.Retry.over(Retry{Attempts: 3, Deadline: Duration(10 * time.Second), BudgetPercent: 20, MinRetries: 3})
+	p.Retry = p.Retry.over(Retry{Attempts: 3, Deadline: Duration(10 * time.Second), BudgetPercent: 20, MinRetries: 3, OnStatus: []int{500, 502, 503, 504}})
 	if p.Outlier.ConsecutiveFailures == 0 {
 		p.Outlier.ConsecutiveFailures = 3
 	}
@@ -228,6 +235,9 @@ func (r Retry) over(base Retry) Retry {
 	}
 	if r.TryTimeout == 0 {
 		r.TryTimeout = base.TryTimeout
+	}
+	if r.OnStatus == nil {
+		r.OnStatus = base.OnStatus
 	}
 	return r
 }
@@ -363,6 +373,11 @@ func (v *validator) retry(path string, r Retry) {
 	}
 	if r.MinRetries < 0 {
 		v.errorf(path+".min_retries", "must not be negative")
+	}
+	for i, code := range r.OnStatus {
+		if code < 500 || code > 599 {
+			v.errorf(path+".on_status["+strconv.Itoa(i)+"]", "%d is not a 5xx answer code (500..599)", code)
+		}
 	}
 }
 

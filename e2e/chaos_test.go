@@ -23,9 +23,8 @@ import (
 //	go test ./e2e/ -run Chaos -args -chaos.long
 //	go test ./e2e/ -run ChaosSoak -args -soak 10m -timeout 0
 //
-// Assertions that wait for the proxy's fixes of issue 13 items 1-2 (hedged
-// retries and latency-following try timeouts; retries of 5xx answers) only
-// log their figure unless CHAOS_STRICT=1.
+// Assertions marked pending (today only the exact DNS detection bound,
+// without scheduling slack) only log their figure unless CHAOS_STRICT=1.
 var (
 	chaosLong = flag.Bool("chaos.long", false, "chaos suite: run each scenario for 30 s instead of a few seconds")
 	soakFor   = flag.Duration("soak", 0, "chaos suite: run the soak scenario this long (e.g. 10m); 0 skips it")
@@ -68,6 +67,9 @@ type chaosCase struct {
 	// pending names the fix the GET assertions wait for; without
 	// CHAOS_STRICT=1 they only log.
 	pending string
+	// fastGETs asserts the worst GET <= 250 ms during the fault (the
+	// proxy's latency-following try and dial timeouts, retries on 5xx).
+	fastGETs bool
 	// failsGETs: nothing may serve during this fault, so failed GETs are
 	// expected (every DC failing).
 	failsGETs bool
@@ -81,8 +83,6 @@ type chaosCase struct {
 
 // chaosSlack is the scheduling slack added to the detection bound.
 const chaosSlack = time.Second
-
-const pendingProxy = "issue 13 items 1-2: proxy per-try timeouts, hedging, retry on 5xx"
 
 // flapConfig has the probe defaults of config.example.yaml (interval 1s,
 // timeout 800ms, the default flap window) and a short flap_hold, so that a
@@ -116,23 +116,23 @@ func chaosCases() []chaosCase {
 	}
 	return []chaosCase{
 		{name: "refused", fault: east(simulator.Refuse), gone: eastAddr},
-		{name: "hang", fault: east(simulator.Hang), gone: eastAddr, pending: pendingProxy},
-		{name: "blackhole", fault: east(simulator.Blackhole), gone: eastAddr, pending: pendingProxy},
+		{name: "hang", fault: east(simulator.Hang), gone: eastAddr, fastGETs: true},
+		{name: "blackhole", fault: east(simulator.Blackhole), gone: eastAddr, fastGETs: true},
 		// The same with DNS load only: no traffic reaches the proxy, so
 		// probes alone take the DC out of DNS.
 		{name: "refused, probes alone", fault: east(simulator.Refuse), gone: eastAddr, probesOnly: true},
 		{name: "hang, probes alone", fault: east(simulator.Hang), gone: eastAddr, probesOnly: true},
 		{name: "blackhole, probes alone", fault: east(simulator.Blackhole), gone: eastAddr, probesOnly: true},
-		{name: "slow", gone: eastAddr, pending: pendingProxy, fault: func(e *chaosEnv) {
+		{name: "slow", gone: eastAddr, fastGETs: true, fault: func(e *chaosEnv) {
 			e.fleet.Datacenter("east").SetFault(simulator.Fault{Mode: simulator.Slow, Delay: 2 * time.Second})
 		}},
-		{name: "500", fault: east(simulator.Error500), gone: eastAddr, pending: pendingProxy},
+		{name: "500", fault: east(simulator.Error500), gone: eastAddr, fastGETs: true},
 		{
 			// Defaults of config.example.yaml (interval 1s, timeout 800ms,
 			// the default flap window); a short flap_hold so the scenario
 			// need not wait a minute for the restore.
 			name: "flapping", gone: eastAddr, drainLimit: 10 * time.Second, faultFor: 12 * time.Second,
-			pending: pendingProxy, noRestore: true,
+			fastGETs: true, noRestore: true,
 			cfg: flapConfig,
 			fault: func(e *chaosEnv) {
 				e.fleet.Datacenter("east").SetFault(simulator.Fault{Mode: simulator.Flap, FlapPeriod: time.Second})
@@ -311,6 +311,22 @@ func runChaos(t *testing.T, tc chaosCase) {
 	pendingCheck(t, tc.pending, f.getsFailed == 0, "%d of %d GETs failed while a DC was healthy (want 0)", f.getsFailed, f.gets)
 	if tc.pending != "" {
 		pendingCheck(t, tc.pending, f.worstGET <= 250*time.Millisecond, "worst GET %s (want <= 250ms)", f.worstGET.Round(time.Millisecond))
+	}
+	if tc.fastGETs {
+		// The target is 250 ms, asserted with CHAOS_STRICT=1. Without it a
+		// looser bound still catches the proxy waiting for try_timeout or
+		// dial_timeout (seconds), without failing on a machine that other
+		// work stalls for half a second (seen once: 548 ms in the 500
+		// scenario, with POSTs and the DNS drain delayed alike).
+		limit := time.Second
+		if chaosStrict() {
+			limit = 250 * time.Millisecond
+		}
+		if f.worstGET > limit {
+			t.Errorf("worst GET %s (want <= %s)", f.worstGET.Round(time.Millisecond), limit)
+		} else if f.worstGET > 250*time.Millisecond {
+			t.Logf("worst GET %s, over the 250ms target (asserted with CHAOS_STRICT=1)", f.worstGET.Round(time.Millisecond))
+		}
 	}
 }
 

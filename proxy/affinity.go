@@ -10,12 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/coopr-gslb/coopr-gslb/routing"
 )
@@ -23,75 +21,50 @@ import (
 // pinContext separates affinity MACs from any other use of the key.
 const pinContext = "coopr-gslb affinity v1\x00"
 
-// route fills st.order from the routing decision: the DC a valid affinity
-// cookie pins the session to first, when it may still serve it, then the
-// decision's DCs in order. A pin can only choose among DCs the decision
-// offers, or a softly drained DC before its deadline, so a client cannot
-// steer itself anywhere the policy would not send it.
-func (st *reqState) route(dec routing.Decision) {
+// routeRequest fills st.order from routing.Service.Route, the one routing
+// function the DNS server and explain call too: the DC a valid affinity
+// cookie pins the session to, the shard owner and slow start are decided
+// there. A pin can only choose among DCs the decision offers, or a softly
+// drained DC before its deadline (whose healthy endpoints then serve), so a
+// client cannot steer itself anywhere the policy would not send it. ok is
+// false for a write to a shard no DC may write now.
+func (st *reqState) routeRequest() (ans routing.Answer, ok bool) {
+	sv, r := st.sv, st.in
+	req := routing.Request{Client: st.client, Now: st.p.now(), Write: !isRead(r.Method)}
+	if sv.affinity {
+		if c, err := r.Cookie(st.v.cookieName); err == nil {
+			if st.pin, st.pinValid = verifyPin(st.p.key, c.Value); st.pinValid {
+				req.Pin = st.pin
+			}
+		}
+	}
+	if sv.shardMode != shardOff {
+		req.ClusterID, req.HasClusterID = routing.ClusterID(r.URL.Path)
+	}
+	ans = sv.svc.Route(req, st.targetBuf[:0])
+	if ans.ShardRefused {
+		return ans, false
+	}
 	st.order = st.orderBuf[:0]
 	st.tried = st.triedBuf[:0]
-	var pinned *targetView
-	var pinnedEps []*endpoint
-	if st.sv.affinity {
-		if c, err := st.in.Cookie(st.v.cookieName); err == nil {
-			st.pin, st.pinValid = verifyPin(st.p.key, c.Value)
+	for i, t := range ans.Proxy {
+		tv := sv.target(t)
+		if tv == nil {
+			continue // a DC the view lacks
 		}
-		if st.pinValid {
-			for _, t := range dec.Targets {
-				if t.DC == st.pin {
-					if pinned = st.sv.target(t); pinned != nil {
-						pinnedEps = pinned.eps
-					}
-					break
-				}
-			}
-			if pinned == nil {
-				if tv := st.sv.targetByDC(st.pin); tv != nil && holdsPinned(tv.status, st.p.now()) {
-					pinned, pinnedEps = tv, tv.pinnedEps
-				}
-			}
+		eps := tv.eps
+		if i == 0 && ans.Pinned && t.Status.State == routing.StateDrained {
+			eps = tv.pinnedEps
+		}
+		st.order = append(st.order, orderEntry{tv: tv, eps: eps})
+	}
+	if ans.Shard != nil {
+		if shv := sv.shardViewOf(ans.Shard); shv != nil && shv.owner != nil {
+			st.shard = shv
+			shv.routed.Inc()
 		}
 	}
-	if pinned != nil {
-		st.order = append(st.order, orderEntry{tv: pinned, eps: pinnedEps})
-	}
-	for _, t := range dec.Targets {
-		if tv := st.sv.target(t); tv != nil && tv != pinned {
-			st.order = append(st.order, orderEntry{tv: tv, eps: tv.eps})
-		}
-	}
-	if pinned == nil {
-		st.slowStart()
-	}
-}
-
-// slowStart lets a DC that has just come back take a share of new requests
-// that grows linearly over proxy.slow_start, so it is not hit with all of
-// them at once; the rest go to the next DC. Pinned sessions are left alone.
-func (st *reqState) slowStart() {
-	window := st.v.slowStart
-	if window <= 0 || len(st.order) < 2 {
-		return
-	}
-	at, ok := st.order[0].tv.status.CameBackAt()
-	if !ok {
-		return
-	}
-	elapsed := st.p.now().Sub(at)
-	if elapsed >= window {
-		return
-	}
-	if mrand.Int64N(int64(window)) >= int64(elapsed) {
-		st.order[0], st.order[1] = st.order[1], st.order[0]
-	}
-}
-
-// holdsPinned reports whether a DC that the decision left out still serves
-// the sessions pinned to it: it is drained softly, before the drain's
-// deadline, and its endpoints are healthy enough that it would otherwise be up.
-func holdsPinned(s *routing.DCStatus, now time.Time) bool {
-	return s.State == routing.StateDrained && s.Drain.HoldsPinned(now) && s.Healthy > 0 && s.Healthy >= s.Required
+	return ans, true
 }
 
 // cookie returns the Set-Cookie value that pins a session to tv's DC.

@@ -33,6 +33,9 @@ type endpoint struct {
 	// wasEjected is set by an ejection and cleared by the first success
 	// after it, so that each recovery is reported once.
 	wasEjected atomic.Bool
+	// lat is the recent time to response headers, for adaptive try
+	// timeouts.
+	lat latency
 }
 
 // endEjectionIfProbedUp ends an ejection when active health checks saw the
@@ -167,16 +170,6 @@ type targetView struct {
 func (sv *serviceView) target(t *routing.Target) *targetView {
 	for _, tv := range sv.targets {
 		if tv.t == t {
-			return tv
-		}
-	}
-	return nil
-}
-
-// targetByDC returns the view of the named DC, or nil.
-func (sv *serviceView) targetByDC(dc string) *targetView {
-	for _, tv := range sv.targets {
-		if tv.dc == dc {
 			return tv
 		}
 	}
@@ -353,9 +346,17 @@ func sinceEpoch(t time.Time) int64 { return t.UnixNano() }
 // v.maxFails times in a row. Of several concurrent failures only one ejects,
 // so each ejection is counted and reported once.
 func (p *Proxy) recordFailure(v *view, ep *endpoint, pl *pool, reason string) {
-	if ep.fails.Add(1) < v.maxFails {
+	p.recordFailureNow(v, ep, pl, reason, false)
+}
+
+// recordFailureNow is recordFailure; at once ejects ep on this failure
+// alone: a try that timed out tied a request up for its whole timeout, and
+// the next requests should not pay it too.
+func (p *Proxy) recordFailureNow(v *view, ep *endpoint, pl *pool, reason string, atOnce bool) {
+	if ep.fails.Add(1) < v.maxFails && !atOnce {
 		return
 	}
+	fails := ep.fails.Load()
 	now := p.now()
 	until := sinceEpoch(now.Add(v.ejection))
 	old := ep.ejectedUntil.Load()
@@ -367,7 +368,7 @@ func (p *Proxy) recordFailure(v *view, ep *endpoint, pl *pool, reason string) {
 	ep.wasEjected.Store(true)
 	pl.m.ejections.Inc()
 	if p.opts.ReportPassive != nil {
-		p.opts.ReportPassive(ep.dc, ep.service, ep.addr, true, "ejected after "+itoa(int(v.maxFails))+" consecutive failures: "+reason)
+		p.opts.ReportPassive(ep.dc, ep.service, ep.addr, true, "ejected after "+itoa(int(fails))+" consecutive failures: "+reason)
 	}
 }
 

@@ -112,6 +112,9 @@ type envOptions struct {
 	down    []string // endpoints to mark down instead of up
 	noLog   bool
 	noFront bool
+	// rand is the engine's random source; nil means always 0, so that
+	// weighted picks are deterministic.
+	rand func(n uint64) uint64
 }
 
 // newEnv loads yaml, in which {{name}} stands for the address of addrs[name],
@@ -126,7 +129,11 @@ func newEnv(t testing.TB, yaml string, addrs map[string]string, o envOptions) *e
 		t.Fatalf("config: %v", err)
 	}
 	e := &env{t: t, cfg: cfg, clock: newFakeClock(), reg: prometheus.NewRegistry(), log: &syncBuffer{}}
-	e.engine = routing.New(cfg, routing.Options{Now: e.clock.Now, Rand: func(uint64) uint64 { return 0 }})
+	rnd := o.rand
+	if rnd == nil {
+		rnd = func(uint64) uint64 { return 0 }
+	}
+	e.engine = routing.New(cfg, routing.Options{Now: e.clock.Now, Rand: rnd})
 	down := map[string]bool{}
 	for _, d := range o.down {
 		down[d] = true

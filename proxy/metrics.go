@@ -33,10 +33,13 @@ const (
 	// failHeaderTooLarge: the answer's header block exceeded
 	// proxy.max_response_header_bytes.
 	failHeaderTooLarge
-	// failStatus502..504 are answers a safe request may be retried on.
+	// failStatus500..504 and failStatus5xx are answers listed in
+	// retry.on_status, which a safe request may be retried on.
 	failStatus502
 	failStatus503
 	failStatus504
+	failStatus500
+	failStatus5xx
 	numFailKinds
 )
 
@@ -51,6 +54,8 @@ var failKindNames = [numFailKinds]string{
 	failStatus502:      "status_502",
 	failStatus503:      "status_503",
 	failStatus504:      "status_504",
+	failStatus500:      "status_500",
+	failStatus5xx:      "status_5xx",
 }
 
 func (k failKind) String() string { return failKindNames[k] }

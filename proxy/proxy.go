@@ -84,6 +84,8 @@ type Proxy struct {
 	flushIdle atomic.Bool
 	// buffered counts the bytes of request-body buffers held (readUpTo).
 	buffered atomic.Int64
+	// connectLat is the recent connect latency of each address dialled.
+	connectLat connectLatency
 
 	streams streamSet
 
@@ -211,18 +213,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.sv = sv
 	st.peerIP, st.client, st.trusted = clientAddr(r, v.trusted)
 	st.secure = r.TLS != nil || (st.trusted && r.Header.Get("X-Forwarded-Proto") == "https")
-	dec := sv.svc.Decide(st.client)
-	switch shv, write := sv.shardFor(r); {
-	case shv == nil:
-		st.route(dec)
-	case shv.owner != nil:
-		st.routeToOwner(shv, dec, write)
-	case write:
+	if ans, ok := st.routeRequest(); !ok {
 		// Never a silent write to a DC that does not own the shard.
-		p.refuseShardWrite(st, shv)
+		p.refuseShardWrite(st, sv.shardViewOf(ans.Shard))
 		return
-	default:
-		st.route(dec) // a read may be answered by any DC
 	}
 	if len(st.order) == 0 {
 		p.unavailable(st)

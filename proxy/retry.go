@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coopr-gslb/coopr-gslb/routing"
 )
 
 // errNoEndpoint means no endpoint was left to try.
@@ -46,10 +48,11 @@ type reqState struct {
 	secure  bool       // the client used TLS, directly or through a trusted proxy
 
 	// order lists the DCs to try, best first; orderBuf avoids allocating it.
-	order    []orderEntry
-	orderBuf [4]orderEntry
-	pin      string // the DC of a valid affinity cookie
-	pinValid bool
+	order     []orderEntry
+	orderBuf  [4]orderEntry
+	targetBuf [4]*routing.Target // backs routing's answer when it reorders
+	pin       string             // the DC of a valid affinity cookie
+	pinValid  bool
 	// shard is the shard of the cluster the request addresses when it was
 	// routed to the shard's owner; nil otherwise.
 	shard *shardView
@@ -67,8 +70,11 @@ type reqState struct {
 	replayable bool          // safe or declared idempotent: may be sent twice
 
 	reached int // tries that may have reached a backend
-	retries int
-	reasons [6]failKind // the first retry reasons, for the access log
+	// lastTimedOut: the last failed try ran out of time (try or dial
+	// timeout).
+	lastTimedOut bool
+	retries      int
+	reasons      [6]failKind // the first retry reasons, for the access log
 
 	firstTry attempt   // the first try's attempt, allocated with the state
 	fwd      [3]string // backs the X-Forwarded-* header values
@@ -186,15 +192,16 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		if kind.reachedBackend() {
-			// Failures that reached a backend (overload, a hang, a 503) tend
-			// to hit a whole DC: try the next DC before this one's other
-			// endpoints. A connection that could not be made is more
-			// likely one dead endpoint, so that moves on within the DC.
+		if kind.reachedBackend() || st.lastTimedOut {
+			// Failures that reached a backend (overload, a hang, a 503) and
+			// timeouts (a black hole) tend to hit a whole DC: try the next
+			// DC before this one's other endpoints. A connection that was
+			// refused is more likely one dead endpoint, so that moves on
+			// within the DC.
 			st.leaveDC()
 		}
 		ntv, nep := st.next()
-		if nep == nil || !st.mayRetry(kind) {
+		if nep == nil || !st.mayRetry(kind, tv, ntv, nep) {
 			switch {
 			case res != nil:
 				return st.accept(res, tv, ep), nil
@@ -241,7 +248,8 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 	}
 	req.URL.Scheme = tv.scheme
 	req.URL.Host = ep.addr
-	timer := time.AfterFunc(st.tryTimeout(), a.expire)
+	began := time.Now()
+	timer := time.AfterFunc(st.tryTimeout(ep), a.expire)
 	ep.inflight.Add(1)
 	res, err := tv.rt.RoundTrip(req)
 	timer.Stop()
@@ -262,6 +270,7 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 		cancel()
 		return nil, st.failed(err, a, tv, ep), err
 	}
+	ep.lat.observe(time.Since(began))
 	st.cancel = cancel
 	return st.answered(res, tv, ep)
 }
@@ -276,7 +285,8 @@ func (st *reqState) failed(err error, a *attempt, tv *targetView, ep *endpoint) 
 		st.reached++
 	}
 	st.p.metrics.upstreamErrors[kind].Inc()
-	st.p.recordFailure(st.v, ep, tv.pool, kind.String())
+	st.lastTimedOut = timedOut(kind, err, a)
+	st.p.recordFailureNow(st.v, ep, tv.pool, kind.String(), st.lastTimedOut)
 	return kind
 }
 
@@ -288,15 +298,43 @@ func (st *reqState) answered(res *http.Response, tv *targetView, ep *endpoint) (
 	} else {
 		st.p.recordSuccess(ep)
 	}
-	switch res.StatusCode {
-	case http.StatusBadGateway:
-		return res, failStatus502, nil
-	case http.StatusServiceUnavailable:
-		return res, failStatus503, nil
-	case http.StatusGatewayTimeout:
-		return res, failStatus504, nil
+	return res, st.retryStatus(res.StatusCode), nil
+}
+
+// retryStatus returns the fail kind of an answer code listed in
+// retry.on_status, failNone for any other code.
+func (st *reqState) retryStatus(code int) failKind {
+	if code < 500 {
+		return failNone
 	}
-	return res, failNone, nil
+	for _, c := range st.sv.retry.OnStatus {
+		if c != code {
+			continue
+		}
+		switch code {
+		case http.StatusInternalServerError:
+			return failStatus500
+		case http.StatusBadGateway:
+			return failStatus502
+		case http.StatusServiceUnavailable:
+			return failStatus503
+		case http.StatusGatewayTimeout:
+			return failStatus504
+		}
+		return failStatus5xx
+	}
+	return failNone
+}
+
+// timedOut reports whether a failed try ran out of time (its try timeout,
+// or the dial timeout of a black-holed endpoint), which ejects the endpoint
+// at once.
+func timedOut(kind failKind, err error, a *attempt) bool {
+	if kind == failTimeout || a.timedOut() {
+		return true
+	}
+	var ne net.Error
+	return kind == failConnect && errors.As(err, &ne) && ne.Timeout()
 }
 
 // release ends the try of ep whose answer was read in full and set aside.
@@ -353,9 +391,13 @@ func isEventStream(h http.Header) bool {
 	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
 }
 
-// mayRetry reports whether a request whose try failed with kind may be sent
-// again, taking a retry from the budget when one is needed.
-func (st *reqState) mayRetry(kind failKind) bool {
+// mayRetry reports whether a request whose try of tv failed with kind may
+// be sent again, to nep in ntv, taking a retry from the budget when one is
+// needed. The budget protects a struggling DC from its own retries: a retry
+// in the same DC takes from it, a failover to an endpoint of another DC that
+// is not ejected does not, so the budget never fails a request that a
+// healthy DC could serve.
+func (st *reqState) mayRetry(kind failKind, tv, ntv *targetView, nep *endpoint) bool {
 	if !st.rewindable() || !time.Now().Before(st.deadline) {
 		return false
 	}
@@ -366,6 +408,9 @@ func (st *reqState) mayRetry(kind failKind) bool {
 	}
 	if !st.replayable || st.reached >= st.sv.retry.Attempts {
 		return false
+	}
+	if ntv != tv && !nep.ejected(sinceEpoch(st.p.now())) {
+		return true
 	}
 	return st.sv.state.budget.withdraw(time.Now().Unix(), st.sv.retry)
 }
@@ -378,18 +423,45 @@ func (st *reqState) noteRetry(kind failKind) {
 	st.sv.state.m.retries[kind].Inc()
 }
 
-// tryTimeout bounds the wait for response headers. A try that could still be
-// retried waits at most retry.try_timeout, so a hung endpoint leaves time to
-// try another; the last possible try waits response_header_timeout.
-func (st *reqState) tryTimeout() time.Duration {
+// tryTimeout bounds the wait for response headers from ep.
+//
+// The first try of a safe or idempotent request, when an endpoint that is
+// not ejected is left to retry on, waits latencyMultiple times ep's recent
+// high percentile (at least tryTimeoutFloor), capped by retry.try_timeout,
+// so a hung endpoint costs a fraction of the configured timeout before the
+// next DC is tried. Later tries, and a first with no healthy endpoint left,
+// wait retry.try_timeout; the last possible try response_header_timeout. A try that may not be replayed (a POST) waits
+// retry.try_timeout when it is shorter than response_header_timeout and the
+// deadline leaves room, and response_header_timeout otherwise: a request that may not be replayed
+// ends with a 504 after its try timeout rather than tying the client up.
+func (st *reqState) tryTimeout(ep *endpoint) time.Duration {
 	hdr := st.v.cfg.ResponseHeaderTimeout.D()
-	if st.replayable && st.reached+1 < st.sv.retry.Attempts {
-		tt := st.sv.retry.TryTimeout.D()
-		if tt > 0 && tt < hdr && time.Until(st.deadline) > tt {
-			return tt
-		}
+	tt := st.sv.retry.TryTimeout.D()
+	if tt <= 0 || tt >= hdr || time.Until(st.deadline) <= tt {
+		tt = hdr
 	}
-	return hdr
+	if !st.replayable {
+		return tt
+	}
+	if st.reached+1 >= st.sv.retry.Attempts {
+		return hdr
+	}
+	if len(st.tried) > 1 || !st.hasHealthyNext() {
+		// A retry waits try_timeout: after a failover the next DC takes a
+		// surge of load, and giving up early on it (which ejects it) would
+		// cascade.
+		return tt
+	}
+	return ep.lat.bound(tryTimeoutFloor, tt, latencyMinSamples)
+}
+
+// hasHealthyNext reports whether next would return another endpoint that
+// is not ejected, leaving the cursor where it was.
+func (st *reqState) hasHealthyNext() bool {
+	ti, k, first, entered, includeEject, skipped := st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped
+	_, ep := st.next()
+	st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped = ti, k, first, entered, includeEject, skipped
+	return ep != nil && !ep.ejected(sinceEpoch(st.p.now()))
 }
 
 // classify says how a try failed, from what the trace saw rather than from

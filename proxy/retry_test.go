@@ -161,32 +161,58 @@ func TestIdempotentDeclared(t *testing.T) {
 	}
 }
 
-// TestRetryBudget: retries are capped at a share of recent requests plus a
-// floor of min_retries per second; past the cap a failing request gets its
-// own answer instead of a retry.
+// TestRetryBudget: a failover to another DC is always allowed, whatever the
+// budget, so the budget never fails a request a healthy DC could serve.
 func TestRetryBudget(t *testing.T) {
 	west := newBackend(t, "west", status(503, "west busy"))
 	east := newBackend(t, "east", ok("east"))
 	e := newEnv(t, twoDC+"proxy: {retry: {budget_percent: 1, min_retries: 1}, outlier: {consecutive_failures: 100}}\n", map[string]string{"w": west.addr(), "e": east.addr()}, envOptions{})
-	// The floor is 1 per second over the 10 s window, and the requests' 1%
-	// lets an 11th retry fit: 10 < 10 + 11/100.
-	var retried, refused int
 	for i := 0; i < 15; i++ {
+		if code, body, _ := e.call("GET", "api.coopr.test", "/", nil, nil); code != 200 || body != "east" {
+			t.Fatalf("request %d: %d %q, want east's answer", i, code, body)
+		}
+	}
+	if got := e.metric("coopr_gslb_proxy_retries_total", map[string]string{"reason": "status_503"}); got != 15 {
+		t.Fatalf("retries %v, want 15", got)
+	}
+}
+
+// TestRetryBudgetSameDC: retries within one DC are capped at a share of
+// recent requests plus a floor of min_retries per second; past the cap a
+// failing request gets its own answer instead of a retry.
+func TestRetryBudgetSameDC(t *testing.T) {
+	w1 := newBackend(t, "w1", status(503, "w1 busy"))
+	w2 := newBackend(t, "w2", ok("w2"))
+	const oneDC = `
+listen: {http: "127.0.0.1:0", dns: "", admin: ""}
+datacenters:
+  - name: west
+    services:
+      api: {endpoints: ["{{w1}}", "{{w2}}"]}
+services:
+  api:
+    hostnames: [api.coopr.test]
+proxy: {retry: {budget_percent: 1, min_retries: 1}, outlier: {consecutive_failures: 1000}}
+`
+	e := newEnv(t, oneDC, map[string]string{"w1": w1.addr(), "w2": w2.addr()}, envOptions{})
+	// The floor is 1 per second over the 10 s window, and the requests' 1%
+	// lets an 11th retry fit: 10 < 10 + 40/100.
+	refused := 0
+	for i := 0; i < 40; i++ {
 		code, body, _ := e.call("GET", "api.coopr.test", "/", nil, nil)
 		switch {
-		case code == 200 && body == "east":
-			retried++
-		case code == 503 && body == "west busy":
+		case code == 200 && body == "w2":
+		case code == 503 && body == "w1 busy":
 			refused++
 		default:
 			t.Fatalf("request %d: %d %q", i, code, body)
 		}
 	}
-	if retried != 11 || refused != 4 {
-		t.Fatalf("%d retried, %d answered without a retry; want 11 and 4", retried, refused)
-	}
 	if got := e.metric("coopr_gslb_proxy_retries_total", map[string]string{"reason": "status_503"}); got != 11 {
 		t.Fatalf("retries %v, want 11", got)
+	}
+	if refused == 0 || int64(refused)+11 != w1.hits.Load() {
+		t.Fatalf("%d answered w1's 503 of %d tries of w1; want the tries past the budget's 11", refused, w1.hits.Load())
 	}
 }
 
@@ -222,6 +248,40 @@ func TestHungEndpoint(t *testing.T) {
 	e := newEnv(t, twoDC+"proxy: {response_header_timeout: 600ms, retry: {try_timeout: 150ms}}\n",
 		map[string]string{"w": west.addr(), "e": east.addr()}, envOptions{})
 
+	// A POST is never replayed: it ends with a 504 after the try timeout,
+	// not response_header_timeout, and the timeout ejects west at once.
+	start := time.Now()
+	code, body, _ := e.call("POST", "api.coopr.test", "/v2/clusters", strings.NewReader("{}"), nil)
+	if code != http.StatusGatewayTimeout || east.hits.Load() != 0 {
+		t.Fatalf("POST: got %d %q, east hits %d; want 504 and no replay", code, body, east.hits.Load())
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("POST took %v, want about the 150ms try timeout", d)
+	}
+	code, body, _ = e.call("POST", "api.coopr.test", "/v2/clusters", strings.NewReader("{}"), nil)
+	if code != 200 || body != "east" {
+		t.Fatalf("POST after the timeout: got %d %q, want east (west ejected)", code, body)
+	}
+	if got := e.metric("coopr_gslb_proxy_upstream_errors_total", map[string]string{"kind": "timeout"}); got != 1 {
+		t.Errorf("timeouts counted %v, want 1", got)
+	}
+	if got := e.metric("coopr_gslb_proxy_ejections_total", nil); got != 1 {
+		t.Errorf("ejections %v, want 1 (a timeout ejects at once)", got)
+	}
+}
+
+// TestHungEndpointGET: a GET to a hung endpoint moves on after its try
+// timeout.
+func TestHungEndpointGET(t *testing.T) {
+	west := newBackend(t, "west", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	east := newBackend(t, "east", ok("east"))
+	e := newEnv(t, twoDC+"proxy: {response_header_timeout: 600ms, retry: {try_timeout: 150ms}}\n",
+		map[string]string{"w": west.addr(), "e": east.addr()}, envOptions{})
 	start := time.Now()
 	code, body, _ := e.call("GET", "api.coopr.test", "/v2/clusters", nil, nil)
 	if code != 200 || body != "east" {
@@ -229,13 +289,6 @@ func TestHungEndpoint(t *testing.T) {
 	}
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("GET took %v: the try timeout should move it on after 150ms", d)
-	}
-	code, body, _ = e.call("POST", "api.coopr.test", "/v2/clusters", strings.NewReader("{}"), nil)
-	if code != http.StatusGatewayTimeout || east.hits.Load() != 1 {
-		t.Fatalf("POST: got %d %q, east hits %d; want 504 and no replay", code, body, east.hits.Load())
-	}
-	if got := e.metric("coopr_gslb_proxy_upstream_errors_total", map[string]string{"kind": "timeout"}); got != 2 {
-		t.Errorf("timeouts counted %v, want 2", got)
 	}
 }
 
@@ -251,7 +304,7 @@ func TestOutlierEjection(t *testing.T) {
 	})
 	w2 := newBackend(t, "w2", ok("w2"))
 	yaml := strings.Replace(twoDC, `["{{w}}"]`, `["{{w1}}", "{{w2}}"]`, 1) +
-		"proxy: {outlier: {consecutive_failures: 2, ejection: 10s}}\n"
+		"proxy: {outlier: {consecutive_failures: 2, ejection: 10s}, retry: {on_status: []}}\n"
 	e := newEnv(t, yaml, map[string]string{"w1": w1.addr(), "w2": w2.addr(), "e": closedAddr(t)}, envOptions{})
 
 	for i := 0; i < 4; i++ {

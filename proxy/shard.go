@@ -74,32 +74,15 @@ func (p *Proxy) buildShards(sv *serviceView) {
 	}
 }
 
-// shardFor returns the shard of the cluster r addresses when the service
-// routes r by shard, else nil; write says whether r may change the cluster.
-// It is on every request's path: it neither locks nor allocates.
-func (sv *serviceView) shardFor(r *http.Request) (shv *shardView, write bool) {
-	if sv.shardMode == shardOff {
-		return nil, false
-	}
-	write = !isRead(r.Method)
-	if !write && sv.shardMode != shardAll {
-		return nil, false
-	}
-	id, ok := routing.ClusterID(r.URL.Path)
-	if !ok {
-		return nil, false // the collection (create, list) or not a cluster
-	}
-	sh := sv.svc.ShardOf(id)
-	if sh == nil {
-		return nil, false // no DC's partition holds the ID
-	}
-	// A handful of DCs: a scan beats a map.
+// shardViewOf returns the view of shard sh, nil if the view lacks it. A
+// handful of DCs: a scan beats a map.
+func (sv *serviceView) shardViewOf(sh *routing.Shard) *shardView {
 	for i := range sv.shards {
 		if sv.shards[i].sh == sh {
-			return &sv.shards[i], write
+			return &sv.shards[i]
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // isRead reports whether method only reads. Every other method is taken to
@@ -110,26 +93,6 @@ func isRead(method string) bool {
 		return true
 	}
 	return false
-}
-
-// routeToOwner fills st.order for a request routed by shard: the owner DC
-// alone for a write, so that retries stay among the owner's endpoints and a
-// write never reaches a DC that does not own the shard; the owner first and
-// then the decision's DCs for a read, which any DC may answer, if with a
-// delayed view. The affinity cookie is not consulted: the owner wins.
-func (st *reqState) routeToOwner(shv *shardView, dec routing.Decision, write bool) {
-	st.order = st.orderBuf[:0]
-	st.tried = st.triedBuf[:0]
-	st.shard = shv
-	st.order = append(st.order, orderEntry{tv: shv.owner, eps: shv.owner.eps})
-	if !write {
-		for _, t := range dec.Targets {
-			if tv := st.sv.target(t); tv != nil && tv != shv.owner {
-				st.order = append(st.order, orderEntry{tv: tv, eps: tv.eps})
-			}
-		}
-	}
-	shv.routed.Inc()
 }
 
 // refuseShardWrite answers a write to a shard no DC may write now.

@@ -408,8 +408,10 @@ func TestShardLookupAllocs(t *testing.T) {
 	e := newEnv(t, strings.ReplaceAll(shardDC, "{{mode}}", "writes"), addrs, envOptions{noLog: true, noFront: true})
 	sv := serviceViewOf(e, "api")
 	for _, path := range []string{"/v2/clusters/00000011/config", "/v2/clusters/00000005", "/v2/clusters", "/v2/nodes"} {
-		req := httptest.NewRequest("DELETE", "http://api.coopr.test"+path, nil)
-		if n := testing.AllocsPerRun(1000, func() { sv.shardFor(req) }); n != 0 {
+		id, has := routing.ClusterID(path)
+		req := routing.Request{ClusterID: id, HasClusterID: has, Write: true}
+		var buf [4]*routing.Target
+		if n := testing.AllocsPerRun(1000, func() { sv.svc.Route(req, buf[:0]) }); n != 0 {
 			t.Errorf("%s: shard lookup allocates %.1f times", path, n)
 		}
 	}
@@ -456,11 +458,12 @@ func BenchmarkShardLookup(b *testing.B) {
 		{"create", "POST", "/v2/clusters"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			req := httptest.NewRequest(bc.method, "http://api.coopr.test"+bc.path, nil)
+			id, has := routing.ClusterID(bc.path)
+			req := routing.Request{ClusterID: id, HasClusterID: has, Write: !isRead(bc.method)}
+			var buf [4]*routing.Target
 			b.ReportAllocs()
 			for b.Loop() {
-				shv, _ := sv.shardFor(req)
-				if shv != nil && shv.owner == nil {
+				if a := sv.svc.Route(req, buf[:0]); a.ShardRefused {
 					b.Fatal("no owner")
 				}
 			}

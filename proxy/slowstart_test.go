@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -22,7 +23,7 @@ datacenters:
     services: {api: {endpoints: ["{{west}}"]}}
 services:
   api: {hostnames: [coopr.test]}
-`, map[string]string{"east": east.addr(), "west": west.addr()}, envOptions{noLog: true})
+`, map[string]string{"east": east.addr(), "west": west.addr()}, envOptions{noLog: true, rand: rand.New(rand.NewPCG(1, 2)).Uint64N})
 
 	share := func() float64 {
 		n := 0

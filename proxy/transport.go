@@ -115,10 +115,21 @@ func (u *upstreams) closeIdle() {
 	}
 }
 
-// dial connects to an endpoint with the current proxy.dial_timeout.
+// dial connects to an endpoint. It waits latencyMultiple times the
+// address's recent connect latency (at least dialTimeoutFloor), at most the
+// current proxy.dial_timeout, so a black-holed endpoint (SYNs dropped) fails
+// over in a fraction of the configured timeout. Each dial has its own
+// timeout: the Transport starts a new dial for a try rather than queueing it
+// behind a pending one (MaxConnsPerHost is unlimited).
 func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.currentView().cfg.DialTimeout.D(), KeepAlive: 30 * time.Second}
-	return d.DialContext(ctx, network, addr)
+	lat := p.connectLat.of(addr)
+	d := net.Dialer{Timeout: lat.bound(dialTimeoutFloor, p.currentView().cfg.DialTimeout.D(), dialMinSamples), KeepAlive: 30 * time.Second}
+	start := time.Now()
+	c, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		lat.observe(time.Since(start))
+	}
+	return c, err
 }
 
 // retain drops the Transports of TLS configurations the current view no
