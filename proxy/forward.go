@@ -135,25 +135,6 @@ func contains(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// canonicalHost returns a Host header's name in lower case, without port or
-// trailing dot, as routing matches it. It allocates only for upper case.
-func canonicalHost(h string) string {
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i > 0 {
-			h = h[1:i]
-		}
-	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
-		h = h[:i]
-	}
-	h = strings.TrimSuffix(h, ".")
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(h)
-		}
-	}
-	return h
-}
-
 // recorder remembers the status and size of the answer for the log and the
 // metrics. Unwrap lets ReverseProxy flush and hijack the real writer.
 type recorder struct {

@@ -204,7 +204,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.admit(st) {
 		return
 	}
-	sv := v.services[v.snap.Match(canonicalHost(r.Host), r.URL.Path)]
+	sv := v.services[v.snap.Match(config.CanonicalHost(r.Host), r.URL.Path)]
 	if sv == nil {
 		// Never proxy a host no service names: this is not an open proxy.
 		plainError(&st.rw, http.StatusMisdirectedRequest, "no service is configured for this host\n")

@@ -316,7 +316,7 @@ func acmeNames(cfg *config.Config) []string {
 // name that a service of the current configuration claims, never for
 // whatever name a client puts in its SNI.
 func (t *TLS) allowName(_ context.Context, name string) error {
-	if t.snapshot().MatchName(canonicalHost(name)) == nil {
+	if t.snapshot().MatchName(config.CanonicalHost(name)) == nil {
 		return fmt.Errorf("no service is configured for %q", name)
 	}
 	return nil
@@ -402,7 +402,7 @@ func (t *TLS) HTTPHandler(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		host := canonicalHost(r.Host)
+		host := config.CanonicalHost(r.Host)
 		if t.snapshot().Match(host, r.URL.Path) == nil {
 			next.ServeHTTP(w, r)
 			return
