@@ -212,13 +212,3 @@ func (f *fixture) rawExchange(t testing.TB, packet []byte, wait time.Duration) [
 	}
 	return buf[:n]
 }
-
-// rrStrings renders records without their TTLs' variability hidden: owner,
-// TTL, type and data, so table tests compare whole records.
-func rrStrings(rrs []dns.RR) []string {
-	out := make([]string, 0, len(rrs))
-	for _, rr := range rrs {
-		out = append(out, strings.Join(strings.Fields(rr.String()), " "))
-	}
-	return out
-}

@@ -339,6 +339,13 @@ func (i *Instance) Run(ctx context.Context) error {
 			return nil
 		}, func(error) { cancel() })
 	}
+	// The proxy too builds its view of each snapshot as it is published.
+	if fronts.px != nil {
+		g.Add(func() error {
+			i.engine.Watch(rctx, fronts.px.Prepare)
+			return nil
+		}, func(error) { cancel() })
+	}
 	if fronts.dnsServer != nil {
 		// DNSSEC signatures are refreshed well before they expire.
 		g.Add(func() error { maintainSigner(rctx, fronts.dnsServer, alert, signerRefresh, i.log); return nil }, func(error) { cancel() })

@@ -227,6 +227,26 @@ func (p *Proxy) upstreamTLS(cfg *config.Config) *upstreamtls.Set {
 	return set
 }
 
+// Prepare builds the view of snap, when it is the current snapshot, ahead
+// of the requests that will need it: the owner calls it as the routing
+// engine publishes each snapshot, so no request pays for a rebuild. A
+// snapshot already replaced is skipped (the request path builds the current
+// one if it ever gets there first).
+func (p *Proxy) Prepare(snap *routing.Snapshot) {
+	if snap == nil || snap.Config == nil {
+		return
+	}
+	p.viewMu.Lock()
+	defer p.viewMu.Unlock()
+	if snap != p.opts.Snapshot() {
+		return
+	}
+	if v := p.view.Load(); v != nil && v.snap == snap {
+		return
+	}
+	p.view.Store(p.buildView(snap))
+}
+
 // buildView derives a view from snap; p.viewMu must be held.
 func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 	pc := &snap.Config.Proxy

@@ -386,3 +386,42 @@ func TestLoadAffinityKey(t *testing.T) {
 		t.Fatal("missing key file accepted")
 	}
 }
+
+// TestPrepareBuildsViewOffTheRequestPath: Prepare of the current snapshot
+// builds the view a request then uses as it is; a snapshot already replaced
+// is not built.
+func TestPrepareBuildsViewOffTheRequestPath(t *testing.T) {
+	api := newBackend(t, "api", ok("api"))
+	e := newEnv(t, `
+listen: {http: "127.0.0.1:0", dns: "", admin: ""}
+datacenters:
+  - name: west
+    services:
+      api: {endpoints: ["{{api}}"]}
+services:
+  api:
+    hostnames: [coopr.test]
+`, map[string]string{"api": api.addr()}, envOptions{})
+	old := e.engine.Snapshot()
+	e.setUp("west", "api", api.addr(), false)
+	e.setUp("west", "api", api.addr(), true)
+	cur := e.engine.Snapshot()
+	if cur == old {
+		t.Fatal("the engine published no new snapshot")
+	}
+	e.proxy.Prepare(old)
+	if v := e.proxy.view.Load(); v != nil && v.snap == old {
+		t.Fatal("Prepare built a view of a snapshot already replaced")
+	}
+	e.proxy.Prepare(cur)
+	v := e.proxy.view.Load()
+	if v == nil || v.snap != cur {
+		t.Fatal("Prepare did not build the current snapshot's view")
+	}
+	if code, _, _ := e.call(http.MethodGet, "coopr.test", "/", nil, nil); code != 200 {
+		t.Fatalf("GET: %d", code)
+	}
+	if e.proxy.view.Load() != v {
+		t.Error("the request rebuilt the view Prepare had built")
+	}
+}
