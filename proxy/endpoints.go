@@ -265,15 +265,8 @@ func (p *Proxy) buildView(snap *routing.Snapshot) *view {
 	if pc.DCHeader != "-" && pc.DCHeader != "" {
 		v.dcHeader = http.CanonicalHeaderKey(pc.DCHeader)
 	}
-	if v.cookieName == "" {
-		v.cookieName = "coopr_gslb_dc"
-	}
-	if v.maxFails < 1 {
-		v.maxFails = 3
-	}
-	if v.ejection <= 0 {
-		v.ejection = 10 * time.Second
-	}
+	// The config's defaults are filled (config.Load): the front door
+	// never repeats them.
 	// Keep only the state of what this snapshot names, so that a reload that
 	// removes an endpoint forgets it.
 	next := store{endpoints: map[string]*endpoint{}, pools: map[string]*pool{}, services: map[string]*serviceState{}}
