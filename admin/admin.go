@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -159,13 +160,30 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "client: want an IP address such as 10.2.3.4")
 		return
 	}
+	// Optional: what the proxy would do for one request (path, method and
+	// affinity pin), not only for the name.
+	path := q.Get("path")
+	if path == "" {
+		path = "/"
+	}
+	if !strings.HasPrefix(path, "/") {
+		writeError(w, http.StatusBadRequest, "path: want an absolute path such as /v2/clusters/00000012")
+		return
+	}
+	req := routing.Request{Client: client, Pin: q.Get("pin")}
+	switch m := strings.ToUpper(q.Get("method")); m {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		req.Write = true
+	}
+	req.ClusterID, req.HasClusterID = routing.ClusterID(path)
 	snap := s.opts.Snapshot()
-	svc := snap.MatchName(normalizeHost(name))
+	svc := snap.Match(normalizeHost(name), path)
 	if svc == nil {
 		writeError(w, http.StatusNotFound, "no service has the hostname "+name+"; check services.*.hostnames")
 		return
 	}
-	writeJSON(w, http.StatusOK, explainDecision(svc, routing.Request{Client: client}))
+	writeJSON(w, http.StatusOK, explainDecision(svc, req))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

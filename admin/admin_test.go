@@ -130,6 +130,15 @@ func TestReadsAndPage(t *testing.T) {
 	if code != 200 || ex["chosen"] != "west" || !strings.Contains(strings.Join(toStrings(ex["steps"]), "\n"), "west's client network 10.2.0.0/16") {
 		t.Errorf("explain: %d %v", code, ex)
 	}
+	// A request's pin reaches the decision explain renders (this service
+	// has no affinity, so the pin is ignored, and explain says why).
+	code, ex = do(t, "GET", srv.URL+"/api/v1/explain?name=api.coopr.example.com&client=10.2.3.4&pin=east&method=GET&path=/v2/clusters", "", "")
+	if code != 200 || ex["chosen"] != "west" || !strings.Contains(strings.Join(toStrings(ex["steps"]), "\n"), "affinity pin east ignored: the service has no affinity") {
+		t.Errorf("explain with pin=east: %d chosen %v, steps %v", code, ex["chosen"], ex["steps"])
+	}
+	if code, _ := do(t, "GET", srv.URL+"/api/v1/explain?name=api.coopr.example.com&path=v2", "", ""); code != 400 {
+		t.Errorf("explain with a relative path: %d, want 400", code)
+	}
 	if code, _ := do(t, "GET", srv.URL+"/api/v1/explain?name=nope.example.com", "", ""); code != 404 {
 		t.Errorf("explain of an unknown name: %d", code)
 	}

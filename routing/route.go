@@ -284,6 +284,8 @@ func (s *Service) explainOutcome(req Request, a *Answer, now time.Time) []string
 		steps = append(steps, fmt.Sprintf("cluster %d: no datacenter may write its shard; the proxy refuses the write", req.ClusterID))
 	case a.Pinned:
 		steps = append(steps, fmt.Sprintf("affinity pin %s honoured: proxy tries it first", req.Pin))
+	case req.Pin != "" && !s.affinity:
+		steps = append(steps, fmt.Sprintf("affinity pin %s ignored: the service has no affinity (affinity: cookie)", req.Pin))
 	case req.Pin != "":
 		steps = append(steps, fmt.Sprintf("affinity pin %s ignored: the decision does not offer it and it holds no pinned sessions at %s", req.Pin, now.Format(time.RFC3339)))
 	}
