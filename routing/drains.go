@@ -122,24 +122,31 @@ func (e *Engine) DrainScoped(scope DrainScope, d Drain) error {
 	if err := checkScope(e.cfg, scope); err != nil {
 		return err
 	}
+	putDrainLocked(e, e.scoped, scope, scope, d)
+	return nil
+}
+
+// putDrainLocked puts drain d of scope under key in m (the DC drains or the
+// scoped ones), filling its mode and time. The same drain again (a retry) is
+// one drain and one event: only a new deadline is taken. e.mu is held.
+func putDrainLocked[K comparable](e *Engine, m map[K]Drain, key K, scope DrainScope, d Drain) {
 	if d.Mode == "" {
 		d.Mode = "hard"
 	}
 	if d.Since.IsZero() {
 		d.Since = e.opts.Now()
 	}
-	if old, ok := e.scoped[scope]; ok && old.Reason == d.Reason && old.Mode == d.Mode && old.By == d.By {
+	if old, ok := m[key]; ok && old.Reason == d.Reason && old.Mode == d.Mode && old.By == d.By {
 		if !old.Deadline.Equal(d.Deadline) {
 			old.Deadline = d.Deadline
-			e.scoped[scope] = old
+			m[key] = old
 			e.publishLocked()
 		}
-		return nil
+		return
 	}
-	e.scoped[scope] = d
+	m[key] = d
 	e.emitLocked(Event{Time: d.Since, Kind: EventDrained, DC: scope.DC, Service: scope.Service, Endpoint: scope.Endpoint, Reason: d.Reason, By: d.By, Mode: d.Mode})
 	e.publishLocked()
-	return nil
 }
 
 // UndrainScoped ends a scoped drain (a DC scope is Undrain). Undraining

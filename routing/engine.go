@@ -158,25 +158,7 @@ func (e *Engine) Drain(dc string, d Drain) error {
 	if !e.hasDC(dc) {
 		return fmt.Errorf("%w %q", ErrUnknownDC, dc)
 	}
-	if d.Mode == "" {
-		d.Mode = "hard"
-	}
-	if d.Since.IsZero() {
-		d.Since = e.opts.Now()
-	}
-	if old, ok := e.drains[dc]; ok && old.Reason == d.Reason && old.Mode == d.Mode && old.By == d.By {
-		// The same drain again (a retry): one drain is one event. Only a
-		// new deadline is taken.
-		if !old.Deadline.Equal(d.Deadline) {
-			old.Deadline = d.Deadline
-			e.drains[dc] = old
-			e.publishLocked()
-		}
-		return nil
-	}
-	e.drains[dc] = d
-	e.emitLocked(Event{Time: d.Since, Kind: EventDrained, DC: dc, Reason: d.Reason, By: d.By, Mode: d.Mode})
-	e.publishLocked()
+	putDrainLocked(e, e.drains, dc, DrainScope{DC: dc}, d)
 	return nil
 }
 
