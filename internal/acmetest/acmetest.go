@@ -26,6 +26,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+
+	"github.com/coopr-gslb/coopr-gslb/internal/testpki"
 )
 
 // Server is Pebble, Let's Encrypt's ACME test server, running in this
@@ -85,7 +87,7 @@ func Start(t testing.TB, httpPort, tlsPort int) *Server {
 	t.Cleanup(srv.Close)
 
 	s.CARoot = filepath.Join(t.TempDir(), "acme-server-root.pem")
-	writePEM(t, s.CARoot, "CERTIFICATE", srv.Certificate().Raw)
+	testpki.WritePEM(t, s.CARoot, "CERTIFICATE", srv.Certificate().Raw)
 	s.Roots = x509.NewCertPool()
 	s.Roots.AddCert(authority.GetRootCert(0).Cert)
 	s.DirURL = srv.URL + wfe.DirectoryPath
