@@ -1,40 +1,78 @@
 #!/usr/bin/env bash
-# bench/failover.sh: what a client sees when the primary datacenter dies and
-# comes back, through coopr-gslb and through its peers, on loopback.
+# bench/failover.sh: what a client sees when the primary datacenter fails
+# and comes back, through coopr-gslb and through its peers, on loopback.
 #
 # A manual benchmark, not run in CI. It needs root (apt-get) and Debian 12's
 # packages. Two simulated Coopr datacenters (bench/internal/simdcs), dc1
-# primary and dc2 backup, each run as its OWN process, so the primary is
-# killed for real: SIGKILL, which resets its open connections and leaves its
-# port refusing new ones, then restarted on the same port (a fresh process,
-# as a restarted coopr-server would be).
+# primary and dc2 backup, each run as its OWN process. FAULT (or MODES, a
+# list) says how dc1 fails:
+#
+#   kill       SIGKILL, which resets its open connections and leaves its
+#              port refusing new ones, then a restart on the same port (a
+#              fresh process, as a restarted coopr-server would be)
+#   hang       dc1 accepts connections and reads requests but never answers
+#              one, /status included (a wedged process)
+#   blackhole  dc1's packets are dropped: connects time out (SYNs
+#              unanswered) and requests on connections already open get no
+#              answer either (simulator/blackhole.go; no root needed)
+#   500        dc1 answers 500 to everything, /status included
+#
+# The last three go through simdcs's -control fault API (POST
+# /dc/dc1/fault?mode=...) and are healed with mode=none after DOWN seconds;
+# "restart" below means that heal for them.
 #
 # HTTP contenders get an open-loop load (bench/internal/openloop: GET
-# /v2/clusters at a fixed RATE whatever the answers; every request records
-# its send time, latency, status and the DC that served it, from the
-# simulator's X-Coopr-DC header):
+# /v2/clusters at a fixed rate, each of RATES, whatever the answers; every
+# request records its send time, latency, status and the DC that served
+# it, from the simulator's X-Coopr-DC header). Where a peer takes a per-try
+# bound, it gets TRY_TIMEOUT (150ms, coopr-gslb's floor for its adaptive
+# per-try timeout) for the response headers and CONNECT_TIMEOUT (100ms,
+# coopr-gslb's floor for its adaptive dial timeout) for the connect. Those
+# bounds fire only on hangs and black holes (a killed dc1 refuses at
+# once), so the kill figures stay comparable with earlier runs:
 #
 #   direct          no proxy: the load goes straight to dc2, which nothing
-#                   kills. Not a contender but the noise floor: what this
+#                   breaks. Not a contender but the noise floor: what this
 #                   machine alone does to the worst request in that round
 #   coopr-gslb      health interval 1s, timeout 800ms, fall 3, rise 2,
 #                   fast_interval 200ms, down_interval 200ms (GSLB_DOWN_INTERVAL),
-#                   proxy.slow_start 0s, dns_ttl 1,
-#                   proxy.outlier left at its default (3 failures, 10s); its
-#                   DNS answer is polled during the same run, so "DNS flip"
-#                   here is with traffic flowing (passive signals)
+#                   proxy.slow_start 0s, dns_ttl 1; proxy.retry,
+#                   proxy.dial_timeout and proxy.outlier left at their
+#                   defaults (3 attempts, adaptive try_timeout, on_status
+#                   500-504; adaptive dial; 3 failures, 10s). Its DNS answer
+#                   is polled during the same run, so "DNS flip" here is
+#                   with traffic flowing (passive signals)
 #   coopr-gslb-ss   the same with proxy.slow_start 1s (ramped failback)
 #   nginx           passive only: max_fails=1 fail_timeout=10s, dc2 backup,
-#                   proxy_next_upstream error timeout
-#   haproxy         as briefed: check inter 1s fall 3 rise 2, retries 3
+#                   proxy_next_upstream error timeout http_500 http_502
+#                   http_503 http_504 (a hang or a 500 from dc1 is tried on
+#                   dc2 and counts as dc1's failure), proxy_connect_timeout
+#                   CONNECT_TIMEOUT, proxy_read_timeout TRY_TIMEOUT
+#   haproxy         as briefed: check inter 1s fall 3 rise 2, retries 3;
+#                   timeout connect CONNECT_TIMEOUT, timeout server
+#                   TRY_TIMEOUT (a hung request fails fast, but is not
+#                   retried: no L7 retry here)
 #   haproxy-best    + option redispatch 1, retry-on conn-failure
-#                   empty-response response-timeout, observe layer4
-#                   error-limit 1 on-error mark-down
-#   caddy           lb_policy first, health_uri /status, health_interval 1s
-#   caddy-best      + lb_try_duration 2s, fail_duration 10s, max_fails 1
+#                   empty-response response-timeout 500 502 503 504,
+#                   observe layer7 error-limit 1 on-error mark-down (a
+#                   refused connect, a response timeout or a 5xx marks dc1
+#                   down at once, so the retry's redispatch lands on the
+#                   backup)
+#   caddy           lb_policy first, health_uri /status, health_interval 1s;
+#                   transport dial_timeout CONNECT_TIMEOUT,
+#                   response_header_timeout TRY_TIMEOUT (no retries: a
+#                   hang fails fast as a 502)
+#   caddy-best      + lb_try_duration 2s, lb_try_interval 10ms (default
+#                   250ms: the wait before every retry), fail_duration 10s,
+#                   max_fails 1, unhealthy_status 5xx. Caddy 2.6 retries a
+#                   GET on a dial error or a response timeout, never on a
+#                   status: dc1's first 500 reaches the client and marks
+#                   dc1 down for fail_duration (unhealthy_latency would add
+#                   nothing: the response timeout already counts a failure)
 #
 # DNS contenders get the GSLB name polled every POLL (one UDP query at a
-# time, straight at the server, no cache) and no HTTP traffic:
+# time, straight at the server, no cache) and no HTTP traffic; they run
+# once per mode, in the first of RATES:
 #
 #   coopr-gslb-dns  the coopr-gslb configuration above, active probes only
 #   pdns-lua        PowerDNS 4.7, LUA ifurlextup, enable-lua-records=shared,
@@ -44,41 +82,51 @@
 #
 # One run: start the contender alone (the others are stopped, so their probes
 # add no load), wait until it answers from dc1 and let it settle, start the
-# load/poller, after WARM seconds SIGKILL dc1, after DOWN seconds restart it,
-# watch UP seconds more. Figures per run:
+# load/poller, after WARM seconds break dc1, after DOWN seconds restart or
+# heal it, watch UP seconds more. Figures per run:
 #
 #   failed          requests that got a non-2xx answer or a transport error
 #   worst           the slowest request (send -> end of body), leaving out
 #                   the first second of the load (connection set-up); then
-#                   split by when it was sent: "kill" the 2 s after the kill,
+#                   split by window: "fault" every request in flight at some
+#                   moment between the fault and the restart/heal (the
+#                   issue's figure: worst GET during the hang or black
+#                   hole), "2s" the part of it sent in the first 2 s,
 #                   "failback" 200 ms before to 1 s after the first request
 #                   dc1 served again, "calm" all the rest (no failover going
 #                   on: the run's own noise floor). "lag" is the load tool's
 #                   worst send behind schedule: the client itself starved
-#   to other DC     kill -> end of the first 2xx answer served by dc2
-#   failback        restart command -> end of the first 2xx answer served
-#                   by dc1 (the fresh dc1 process listens some ms after the
+#   to other DC     fault -> end of the first 2xx answer served by dc2
+#   failback        restart/heal -> end of the first 2xx answer served by
+#                   dc1 (a restarted dc1 process listens some ms after the
 #                   command; "dc1 up" below shows how long)
-#   full failback   restart -> the last request served by dc2
-#   DNS flip        kill -> the first answer naming dc2's address
-#   DNS flip back   restart -> the first answer naming dc1's address
+#   full failback   restart/heal -> the last request served by dc2
+#   DNS flip        fault -> the first answer naming dc2's address
+#   DNS flip back   restart/heal -> the first answer naming dc1's address
 #
-# Contenders run interleaved (A B C, A B C, ...) for ROUNDS rounds and the
-# table shows medians; every run's figures are printed too, with the load
-# average and the CPU steal of the machine during the run, because other
-# work on a shared machine moves these numbers.
+# Every round runs each mode at each rate, contenders interleaved (A B C,
+# A B C, ...), for ROUNDS rounds, and the table shows medians per mode and
+# rate; every run's figures are printed too, with the load average and the
+# CPU steal of the machine during the run, because other work on a shared
+# machine moves these numbers.
 #
 # Environment:
 #   ROUNDS=3        rounds of every contender
+#   FAULT=kill      how dc1 fails: kill, hang, blackhole or 500
+#   MODES="$FAULT"  several of them, e.g. MODES="hang blackhole 500 kill"
 #   RATE=500        HTTP requests per second
+#   RATES="$RATE"   several, e.g. RATES="100 500"
+#   TRY_TIMEOUT=150ms      the peers' per-try response header bound
+#   CONNECT_TIMEOUT=100ms  the peers' connect bound
 #   POLL=10ms       time between DNS queries
-#   WARM=3          seconds of load before the kill
-#   DOWN=8          seconds dc1 stays dead in HTTP runs (nginx retries a dead
+#   WARM=3          seconds of load before the fault
+#   DOWN=8          seconds dc1 stays broken in HTTP runs (nginx retries a dead
 #                   server every fail_timeout=10s, so its failback depends on this)
-#   DNS_DOWN=12     seconds dc1 stays dead in DNS-only runs (gdnsd needs ~7 s)
+#   DNS_DOWN=12     seconds dc1 stays broken in DNS-only runs (gdnsd needs ~7 s)
 #   UP=10           seconds watched after the restart (DNS-only runs: DNS_UP=12)
 #   CONTENDERS="direct coopr-gslb coopr-gslb-ss nginx haproxy haproxy-best caddy caddy-best coopr-gslb-dns pdns-lua gdnsd"
-#   BASE_PORT=18560 loopback ports used: BASE_PORT+1..2 the DCs, +11..+31 the contenders
+#   BASE_PORT=18560 loopback ports used: BASE_PORT+1..2 the DCs, +3 dc1's
+#                   fault control API, +11..+31 the contenders
 #   GSLB_BIN=path   use this binary instead of building the repository's
 #   GSLB_ACCESS_LOG=true  coopr-gslb logs every request (with its retries) to
 #                   $TMP/coopr-gslb*.log, to see where a slow request spent
@@ -90,6 +138,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-500}
+RATES=${RATES:-$RATE}
+FAULT=${FAULT:-kill}
+MODES=${MODES:-$FAULT}
+TRY_TIMEOUT=${TRY_TIMEOUT:-150ms}
+CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-100ms}
 POLL=${POLL:-10ms}
 WARM=${WARM:-3}
 DOWN=${DOWN:-8}
@@ -107,6 +160,7 @@ DC2_IP=192.0.2.2
 BASE_PORT=${BASE_PORT:-18560}
 DC1=127.0.0.1:$((BASE_PORT + 1))
 DC2=127.0.0.1:$((BASE_PORT + 2))
+CONTROL=127.0.0.1:$((BASE_PORT + 3)) # dc1's simdcs fault API
 declare -A ADDR=(
 	[direct]=$DC2
 	[coopr-gslb]=127.0.0.1:$((BASE_PORT + 11))
@@ -131,8 +185,8 @@ declare -A KIND=(
 	[caddy]=http [caddy-best]=http [coopr-gslb-dns]=dns [pdns-lua]=dns [gdnsd]=dns
 )
 
-DC1_PID=""       # the primary's simulator, killed and restarted each run
-DC1_UP=0         # when it last listened, Unix ns
+DC1_PID=""       # the primary's simulator, killed and restarted in kill runs
+DC1_UP=0         # when it last listened (kill) or was healed, Unix ns
 CONTENDER_PID="" # the contender running now
 
 # cleanup stops the contender and dc1, which are not in PIDS, then the rest.
@@ -154,13 +208,13 @@ install_packages() {
 
 now_ns() { date +%s%N; }
 
-# start_dc1 starts the primary's simulator in its own process, sets
-# DC1_PID, and sets DC1_UP to the Unix ns at which it printed "ready" (it
-# listens by then).
+# start_dc1 starts the primary's simulator in its own process, with the
+# fault control API on CONTROL, sets DC1_PID, and sets DC1_UP to the Unix
+# ns at which it printed "ready" (it listens by then).
 start_dc1() {
 	local logf=$TMP/dc1.log
 	: >"$logf"
-	"$TMP/simdcs" -dc "dc1=$DC1" >>"$logf" 2>&1 &
+	"$TMP/simdcs" -dc "dc1=$DC1" -control "$CONTROL" >>"$logf" 2>&1 &
 	DC1_PID=$!
 	local deadline=$((SECONDS + 20))
 	until grep -q '^ready' "$logf"; do
@@ -169,6 +223,35 @@ start_dc1() {
 		sleep 0.005
 	done
 	DC1_UP=$(now_ns)
+}
+
+# fault_dc1 MODE sets dc1's fault through its control API (none heals it);
+# it returns once the simulator applied it (a black hole has filled its
+# accept queue by then, a heal listens again).
+fault_dc1() {
+	local out
+	out=$(curl -fsS -m 5 -X POST "http://$CONTROL/dc/dc1/fault?mode=$1" 2>&1) || die "fault $1 on dc1: $out"
+}
+
+# break_dc1 MODE breaks the primary at once; heal_dc1 MODE ends it and sets
+# DC1_UP.
+break_dc1() {
+	case $1 in
+	kill)
+		kill -KILL "$DC1_PID"
+		wait "$DC1_PID" 2>/dev/null || true
+		;;
+	*) fault_dc1 "$1" ;;
+	esac
+}
+heal_dc1() {
+	case $1 in
+	kill) start_dc1 ;;
+	*)
+		fault_dc1 none
+		DC1_UP=$(now_ns)
+		;;
+	esac
 }
 
 start_backends() {
@@ -229,8 +312,9 @@ write_haproxy() {
 	local name=$1 best=$2 dir=$TMP/$1 opts="" observe=""
 	mkdir -p "$dir"
 	if ((best)); then
-		opts=$'    option redispatch 1\n    retry-on conn-failure empty-response response-timeout'
-		observe=" observe layer4 error-limit 1 on-error mark-down"
+		opts=$'    option redispatch 1\n    retry-on conn-failure empty-response response-timeout 500 502 503 504'
+		# layer7 also counts layer4 errors, and response timeouts and 5xx.
+		observe=" observe layer7 error-limit 1 on-error mark-down"
 	fi
 	cat >"$dir/haproxy.cfg" <<EOF
 global
@@ -238,9 +322,9 @@ global
     nbthread $(nproc)
 defaults
     mode http
-    timeout connect 2s
+    timeout connect $CONNECT_TIMEOUT
     timeout client 30s
-    timeout server 30s
+    timeout server $TRY_TIMEOUT
     retries 3
 $opts
 frontend fe
@@ -284,7 +368,9 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host \$host;
-            proxy_next_upstream error timeout;
+            proxy_next_upstream error timeout http_500 http_502 http_503 http_504;
+            proxy_connect_timeout $CONNECT_TIMEOUT;
+            proxy_read_timeout $TRY_TIMEOUT;
         }
     }
 }
@@ -295,7 +381,7 @@ write_caddy() {
 	local name=$1 best=$2 dir=$TMP/$1 extra=""
 	mkdir -p "$dir"
 	if ((best)); then
-		extra=$'\t\tlb_try_duration 2s\n\t\tfail_duration 10s\n\t\tmax_fails 1'
+		extra=$'\t\tlb_try_duration 2s\n\t\tlb_try_interval 10ms\n\t\tfail_duration 10s\n\t\tmax_fails 1\n\t\tunhealthy_status 5xx'
 	fi
 	cat >"$dir/Caddyfile" <<EOF
 {
@@ -309,6 +395,10 @@ http://:${ADDR[$name]##*:} {
 		health_uri /status
 		health_interval 1s
 $extra
+		transport http {
+			dial_timeout $CONNECT_TIMEOUT
+			response_header_timeout $TRY_TIMEOUT
+		}
 	}
 }
 EOF
@@ -429,9 +519,11 @@ ready() {
 	return 1
 }
 
-# run_one runs the scenario once against NAME and stores its figures in RES.
+# run_one NAME MODE RATE ROUND runs the scenario once against NAME and
+# stores its figures in RES under NAME,MODE,RATE,ROUND.
 run_one() {
-	local name=$1 round=$2 out=$TMP/runs/$1-$2 down=$DOWN up=$UP settle=2
+	local name=$1 mode=$2 rate=$3 round=$4 down=$DOWN up=$UP settle=2
+	local out=$TMP/runs/$1-$2-$3-$4 key=$1,$2,$3,$4
 	local args=() t_kill t_restart t_up b0 s0 t0 b1 s1 t1 line kv
 	mkdir -p "$out"
 	if [[ ${KIND[$name]} == dns ]]; then
@@ -445,13 +537,13 @@ run_one() {
 	if ! ready "$name"; then
 		stop_pid "$CONTENDER_PID"
 		CONTENDER_PID=""
-		RES[$name,$round,ok]=0
+		RES[$key,ok]=0
 		return
 	fi
 	sleep "$settle"
 
 	if [[ ${KIND[$name]} != dns ]]; then
-		args+=(-url "http://${ADDR[$name]}$URL_PATH" -host "$HOST" -rate "$RATE")
+		args+=(-url "http://${ADDR[$name]}$URL_PATH" -host "$HOST" -rate "$rate")
 	fi
 	if [[ ${KIND[$name]} != http ]]; then
 		args+=(-dns "${DNSADDR[$name]}" -name "$HOST" -poll "$POLL")
@@ -461,14 +553,13 @@ run_one() {
 	local load_pid=$!
 	sleep "$WARM"
 	t_kill=$(now_ns)
-	kill -KILL "$DC1_PID"
-	wait "$DC1_PID" 2>/dev/null || true
+	break_dc1 "$mode"
 	sleep "$down"
 	t_restart=$(now_ns)
-	start_dc1
+	heal_dc1 "$mode"
 	t_up=$DC1_UP
 	wait "$load_pid" || die "openloop failed: $(cat "$out/openloop.log")"
-	echo "kill=$t_kill restart=$t_restart up=$t_up" >"$out/times"
+	echo "fault=$mode at=$t_kill restart=$t_restart up=$t_up" >"$out/times"
 	read -r b1 s1 t1 < <(cpu_sample)
 	stop_pid "$CONTENDER_PID"
 	CONTENDER_PID=""
@@ -479,22 +570,28 @@ run_one() {
 	line+=" busy=$(awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", (t > 0) ? 100 * b / t : 0 }')%"
 	line+=" steal=$(awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", (t > 0) ? 100 * s / t : 0 }')%"
 	echo "$line" >"$out/figures"
-	RES[$name,$round,ok]=1
+	RES[$key,ok]=1
 	for kv in $line; do
-		RES[$name,$round,${kv%%=*}]=${kv#*=}
+		RES[$key,${kv%%=*}]=${kv#*=}
 	done
-	log "round $round $name: $line"
+	log "round $round $mode ${rate}/s $name: $line"
 }
 
-# med NAME KEY prints the median of KEY over NAME's rounds. A figure that
-# did not happen within a run ("-": never failed back, never flipped)
-# counts as larger than any number, so a median that lands on one prints
-# "never".
+# runs_here NAME RATE: DNS-only contenders send no HTTP load, so they run
+# once per mode, in the first of RATES.
+runs_here() {
+	[[ ${KIND[$1]} != dns || $2 == "${RATES%% *}" ]]
+}
+
+# med NAME MODE RATE KEY prints the median of KEY over the rounds of NAME in
+# MODE at RATE. A figure that did not happen within a run ("-": never
+# failed back, never flipped) counts as larger than any number, so a
+# median that lands on one prints "never".
 med() {
-	local name=$1 key=$2 round v out
+	local name=$1 mode=$2 rate=$3 key=$4 round v out
 	out=$(for ((round = 1; round <= ROUNDS; round++)); do
-		[[ ${RES[$name,$round,ok]:-0} == 1 ]] || continue
-		v=${RES[$name,$round,$key]:-}
+		[[ ${RES[$name,$mode,$rate,$round,ok]:-0} == 1 ]] || continue
+		v=${RES[$name,$mode,$rate,$round,$key]:-}
 		[[ -z $v ]] && continue
 		[[ $v == - ]] && v=1e18
 		echo "$v"
@@ -508,27 +605,36 @@ med() {
 	fi
 }
 
-# cell prints a median, or "n/a" for a figure the contender is not
-# measured on.
+# cell NAME MODE RATE KEY NEED prints a median, or "n/a" for a figure the
+# contender is not measured on.
 cell() {
-	local name=$1 key=$2 need=$3
+	local name=$1 mode=$2 rate=$3 key=$4 need=$5
 	# direct has no failover: only its load figures mean something.
 	[[ $need == failover && $name == direct ]] && need=dns
 	[[ $need == failover ]] && need=http
 	if [[ $need == http && ${KIND[$name]} == dns ]] || [[ $need == dns && ${KIND[$name]} == http ]]; then
 		echo "n/a"
 	else
-		med "$name" "$key"
+		med "$name" "$mode" "$rate" "$key"
 	fi
 }
 
 main() {
 	command -v go >/dev/null || die "go is required to build coopr-gslb and the load tool"
+	local name mode rate
+	for mode in $MODES; do
+		case $mode in
+		kill | hang | blackhole | 500) ;;
+		*) die "unknown fault $mode (want kill, hang, blackhole or 500)" ;;
+		esac
+	done
+	for rate in $RATES; do
+		[[ $rate =~ ^[1-9][0-9]*$ ]] || die "bad rate $rate"
+	done
 	install_packages
 	build_gslb
 	start_backends
 
-	local name
 	for name in $CONTENDERS; do
 		[[ -n ${KIND[$name]:-} ]] || die "unknown contender $name"
 		case $name in
@@ -547,11 +653,16 @@ main() {
 	local load_before round
 	load_before=$(uptime)
 	log "load before: $load_before"
-	log "$ROUNDS rounds of: $CONTENDERS; HTTP $RATE req/s, DNS poll every $POLL; warm ${WARM}s, down ${DOWN}s (DNS-only ${DNS_DOWN}s), up ${UP}s (DNS-only ${DNS_UP}s)"
+	log "$ROUNDS rounds of: $CONTENDERS; faults $MODES; HTTP $RATES req/s, DNS poll every $POLL; warm ${WARM}s, down ${DOWN}s (DNS-only ${DNS_DOWN}s), up ${UP}s (DNS-only ${DNS_UP}s)"
 	declare -gA RES
 	for ((round = 1; round <= ROUNDS; round++)); do
-		for name in $CONTENDERS; do
-			run_one "$name" "$round"
+		for mode in $MODES; do
+			for rate in $RATES; do
+				for name in $CONTENDERS; do
+					runs_here "$name" "$rate" || continue
+					run_one "$name" "$mode" "$rate" "$round"
+				done
+			done
 		done
 		log "after round $round: $(uptime)"
 	done
@@ -561,53 +672,66 @@ main() {
 	echo "uptime before: $load_before"
 	echo "uptime after:  $(uptime)"
 	echo "versions: $(version_of haproxy); $(version_of nginx); $(version_of caddy); $(version_of pdns); $(version_of gdnsd); $(version_of go)"
-	echo "HTTP: open loop $RATE req/s GET $URL_PATH; dc1 SIGKILLed after ${WARM}s, restarted ${DOWN}s later, watched ${UP}s"
-	echo "DNS-only: polled every $POLL; dc1 dead ${DNS_DOWN}s, watched ${DNS_UP}s; coopr-gslb(-ss) rows poll DNS during their HTTP run"
+	echo "HTTP: open loop $RATES req/s GET $URL_PATH; dc1 broken ($MODES) after ${WARM}s, restarted/healed ${DOWN}s later, watched ${UP}s"
+	echo "peers' per-try bounds: response headers $TRY_TIMEOUT, connect $CONNECT_TIMEOUT; coopr-gslb: its proxy.retry defaults"
+	echo "DNS-only: polled every $POLL; dc1 broken ${DNS_DOWN}s, watched ${DNS_UP}s; coopr-gslb(-ss) rows poll DNS during their HTTP run"
 	echo
-	echo "every run (ms; busy/steal: the whole machine's CPU during the run; * = disturbed before the kill)"
-	local rd f='| %-14s | %-3s | %6s | %7s | %9s | %7s | %7s | %7s | %7s | %7s | %8s | %8s | %8s | %8s | %6s | %5s | %4s | %5s |\n'
+	echo "every run (ms; busy/steal: the whole machine's CPU during the run; * = disturbed before the fault)"
+	local rd key f='| %-9s | %4s | %-14s | %-3s | %6s | %7s | %9s | %7s | %7s | %7s | %7s | %7s | %7s | %8s | %8s | %8s | %8s | %6s | %5s | %4s | %5s |\n'
 	# shellcheck disable=SC2059 # the format is the variable
-	printf "$f" contender rd failed worst "worst at" "w kill" "w fb" "w calm" "lag" "to dc2" failback "full fb" "DNS flip" "flip bk" "dc1 up" load1 busy steal
+	printf "$f" fault rate contender rd failed worst "worst at" "w fault" "w 2s" "w fb" "w calm" "lag" "to dc2" failback "full fb" "DNS flip" "flip bk" "dc1 up" load1 busy steal
 	for ((round = 1; round <= ROUNDS; round++)); do
-		for name in $CONTENDERS; do
-			if [[ ${RES[$name,$round,ok]:-0} != 1 ]]; then
-				printf '| %-14s | %-3s | did not start\n' "$name" "$round"
-				continue
-			fi
-			# A run whose proxy failed requests or served from dc2 before the
-			# kill was disturbed by something else (an overloaded machine):
-			# its round number is starred.
-			rd=$round
-			if [[ ${RES[$name,$round,pre_kill_failed]:-0} != 0 ]] ||
-				{ [[ $name != direct ]] && awk -v p="${RES[$name,$round,pre_kill_on_primary]:-1}" 'BEGIN { exit !(p < 0.99) }'; }; then
-				rd="$round*"
-			fi
-			# shellcheck disable=SC2059
-			printf "$f" "$name" "$rd" "${RES[$name,$round,failed]:-n/a}" "${RES[$name,$round,worst_ms]:-n/a}" \
-				"${RES[$name,$round,worst_at]:-n/a}" "${RES[$name,$round,worst_kill_ms]:-n/a}" \
-				"${RES[$name,$round,worst_fb_ms]:-n/a}" "${RES[$name,$round,worst_calm_ms]:-n/a}" \
-				"${RES[$name,$round,gen_lag_ms]:-n/a}" "${RES[$name,$round,to_other_ms]:-n/a}" \
-				"${RES[$name,$round,failback_ms]:-n/a}" "${RES[$name,$round,failback_all_ms]:-n/a}" \
-				"${RES[$name,$round,dns_flip_ms]:-n/a}" "${RES[$name,$round,dns_flipback_ms]:-n/a}" \
-				"${RES[$name,$round,primary_up_ms]:-}" "${RES[$name,$round,load1]}" \
-				"${RES[$name,$round,busy]}" "${RES[$name,$round,steal]}"
+		for mode in $MODES; do
+			for rate in $RATES; do
+				for name in $CONTENDERS; do
+					runs_here "$name" "$rate" || continue
+					key=$name,$mode,$rate,$round
+					if [[ ${RES[$key,ok]:-0} != 1 ]]; then
+						printf '| %-9s | %4s | %-14s | %-3s | did not start\n' "$mode" "$rate" "$name" "$round"
+						continue
+					fi
+					# A run whose proxy failed requests or served from dc2 before the
+					# fault was disturbed by something else (an overloaded machine):
+					# its round number is starred.
+					rd=$round
+					if [[ ${RES[$key,pre_kill_failed]:-0} != 0 ]] ||
+						{ [[ $name != direct ]] && awk -v p="${RES[$key,pre_kill_on_primary]:-1}" 'BEGIN { exit !(p < 0.99) }'; }; then
+						rd="$round*"
+					fi
+					# shellcheck disable=SC2059
+					printf "$f" "$mode" "$rate" "$name" "$rd" "${RES[$key,failed]:-n/a}" "${RES[$key,worst_ms]:-n/a}" \
+						"${RES[$key,worst_at]:-n/a}" "${RES[$key,worst_fault_ms]:-n/a}" "${RES[$key,worst_kill_ms]:-n/a}" \
+						"${RES[$key,worst_fb_ms]:-n/a}" "${RES[$key,worst_calm_ms]:-n/a}" \
+						"${RES[$key,gen_lag_ms]:-n/a}" "${RES[$key,to_other_ms]:-n/a}" \
+						"${RES[$key,failback_ms]:-n/a}" "${RES[$key,failback_all_ms]:-n/a}" \
+						"${RES[$key,dns_flip_ms]:-n/a}" "${RES[$key,dns_flipback_ms]:-n/a}" \
+						"${RES[$key,primary_up_ms]:-}" "${RES[$key,load1]}" \
+						"${RES[$key,busy]}" "${RES[$key,steal]}"
+				done
+			done
 		done
 	done
 	echo
-	echo "medians over $ROUNDS rounds (ms; worst split by window: kill / failback / calm)"
-	f='| %-14s | %6s | %7s | %7s | %7s | %7s | %7s | %8s | %9s | %8s | %8s |\n'
+	echo "medians over $ROUNDS rounds (ms; worst split by window: whole fault / its first 2 s / failback / calm)"
+	f='| %-9s | %4s | %-14s | %6s | %7s | %7s | %7s | %7s | %7s | %7s | %8s | %9s | %8s | %8s |\n'
 	# shellcheck disable=SC2059
-	printf "$f" contender failed worst "w kill" "w fb" "w calm" "to dc2" failback "full fb" "DNS flip" "flip bk"
+	printf "$f" fault rate contender failed worst "w fault" "w 2s" "w fb" "w calm" "to dc2" failback "full fb" "DNS flip" "flip bk"
 	# shellcheck disable=SC2059
-	printf "$f" -------------- ------ ------- ------- ------- ------- ------- -------- --------- -------- --------
-	for name in $CONTENDERS; do
-		# shellcheck disable=SC2059
-		printf "$f" "$name" \
-			"$(cell "$name" failed http)" "$(cell "$name" worst_ms http)" "$(cell "$name" worst_kill_ms http)" \
-			"$(cell "$name" worst_fb_ms failover)" "$(cell "$name" worst_calm_ms http)" \
-			"$(cell "$name" to_other_ms failover)" "$(cell "$name" failback_ms failover)" \
-			"$(cell "$name" failback_all_ms failover)" "$(cell "$name" dns_flip_ms dns)" \
-			"$(cell "$name" dns_flipback_ms dns)"
+	printf "$f" --------- ---- -------------- ------ ------- ------- ------- ------- ------- ------- -------- --------- -------- --------
+	for mode in $MODES; do
+		for rate in $RATES; do
+			for name in $CONTENDERS; do
+				runs_here "$name" "$rate" || continue
+				# shellcheck disable=SC2059
+				printf "$f" "$mode" "$rate" "$name" \
+					"$(cell "$name" "$mode" "$rate" failed http)" "$(cell "$name" "$mode" "$rate" worst_ms http)" \
+					"$(cell "$name" "$mode" "$rate" worst_fault_ms http)" "$(cell "$name" "$mode" "$rate" worst_kill_ms http)" \
+					"$(cell "$name" "$mode" "$rate" worst_fb_ms failover)" "$(cell "$name" "$mode" "$rate" worst_calm_ms http)" \
+					"$(cell "$name" "$mode" "$rate" to_other_ms failover)" "$(cell "$name" "$mode" "$rate" failback_ms failover)" \
+					"$(cell "$name" "$mode" "$rate" failback_all_ms failover)" "$(cell "$name" "$mode" "$rate" dns_flip_ms dns)" \
+					"$(cell "$name" "$mode" "$rate" dns_flipback_ms dns)"
+			done
+		done
 	done
 }
 

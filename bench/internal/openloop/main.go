@@ -1,7 +1,8 @@
 // Command openloop drives the failover benchmark (bench/failover.sh): an
 // open-loop HTTP load at a fixed rate, a DNS poller, or both at once, and
-// afterwards the analysis of what they recorded around a kill and a
-// restart of the primary datacenter.
+// afterwards the analysis of what they recorded around a fault of the
+// primary datacenter (a kill and restart, or a hang, black hole or 500s
+// injected and healed) and its end; -kill and -restart take those times.
 //
 //	openloop run -url http://127.0.0.1:8080/v2/clusters -host api.example.com -rate 500 \
 //	    -dns 127.0.0.1:8053 -name api.example.com -poll 10ms -duration 20s -out DIR
@@ -332,9 +333,9 @@ func ints(fields []string, n int) ([]int64, error) {
 func analyzeCmd(args []string) error {
 	fs := flag.NewFlagSet("analyze", flag.ExitOnError)
 	out := fs.String("out", ".", "directory holding http.tsv and/or dns.tsv")
-	kill := fs.Int64("kill", 0, "Unix ns of the SIGKILL of the primary")
-	restart := fs.Int64("restart", 0, "Unix ns of the primary's restart")
-	up := fs.Int64("up", 0, "Unix ns at which the restarted primary listened (0: unknown)")
+	kill := fs.Int64("kill", 0, "Unix ns of the fault of the primary (its SIGKILL, or the hang, black hole or 500s injected)")
+	restart := fs.Int64("restart", 0, "Unix ns of the fault's end: the primary's restart, or the heal")
+	up := fs.Int64("up", 0, "Unix ns at which the restarted or healed primary served again (0: unknown)")
 	primary := fs.String("primary", "dc1", "the primary's X-Coopr-DC")
 	backup := fs.String("backup", "dc2", "the backup's X-Coopr-DC")
 	primaryAddr := fs.String("primary-addr", "192.0.2.1", "the primary's DNS answer")
@@ -391,9 +392,11 @@ func analyzeCmd(args []string) error {
 		add("worst_at", dash(h.worstAt))
 		add("p99_ms", ms(h.p99))
 		add("p999_ms", ms(h.p999))
+		add("worst_fault_ms", ms(h.worstFault))
 		add("worst_kill_ms", ms(h.worstKill))
 		add("worst_fb_ms", ms(h.worstFB))
 		add("worst_calm_ms", ms(h.worstCalm))
+		add("lag_fault_ms", ms(h.lagFault))
 		add("lag_kill_ms", ms(h.lagKill))
 		add("lag_fb_ms", ms(h.lagFB))
 		add("lag_calm_ms", ms(h.lagCalm))
@@ -439,19 +442,22 @@ type httpFigures struct {
 	worstAt      string
 	p99, p999    int64
 	// The slowest request and the load tool's worst stall (send behind
-	// schedule) in three windows: "kill", requests sent in the 2 s after
-	// the kill; "fb", from 200 ms before to 1 s after the first request
-	// the restarted primary served; "calm", every other request after
-	// warm-up: the run's own noise floor.
-	worstKill, worstFB, worstCalm int64
-	lagKill, lagFB, lagCalm       int64
-	toOther                       int64 // kill -> end of the first success served by the backup
-	failback                      int64 // restart -> end of the first success served by the primary, sent after the restart
-	failbackAll                   int64 // restart -> end of the last success served by the backup
-	backupAfterUp                 int   // successes served by the backup among requests sent after the restart
-	preKillFailed                 int   // failures before the kill: the run was disturbed by something else
-	genLag                        int64 // worst delay of a send behind its schedule: the load tool's own stalls
-	preKillPrimary                float64
+	// schedule) in windows of the run. "fault": every request in flight at
+	// some moment between the fault (-kill) and its end (-restart), those
+	// sent just before the fault included, since a hang or a black hole
+	// holds them too; "kill": the part of it sent before kill + 2 s, where
+	// failover happens; "fb", from 200 ms before to 1 s after the first
+	// request the restarted primary served; "calm", every other request
+	// after warm-up, outside all of those: the run's own noise floor.
+	worstFault, worstKill, worstFB, worstCalm int64
+	lagFault, lagKill, lagFB, lagCalm         int64
+	toOther                                   int64 // kill -> end of the first success served by the backup
+	failback                                  int64 // restart -> end of the first success served by the primary, sent after the restart
+	failbackAll                               int64 // restart -> end of the last success served by the backup
+	backupAfterUp                             int   // successes served by the backup among requests sent after the restart
+	preKillFailed                             int   // failures before the kill: the run was disturbed by something else
+	genLag                                    int64 // worst delay of a send behind its schedule: the load tool's own stalls
+	preKillPrimary                            float64
 }
 
 func analyzeHTTP(hs []httpRecord, kill, restart, up int64, primary, backup string, warm int64) httpFigures {
@@ -518,7 +524,7 @@ func analyzeHTTP(hs []httpRecord, kill, restart, up int64, primary, backup strin
 		f.preKillPrimary = float64(preKillPrimary) / float64(preKill)
 	}
 	// The failover windows, and the calm rest of the run to compare them with.
-	f.worstKill, f.worstFB, f.worstCalm = none, none, none
+	f.worstFault, f.worstKill, f.worstFB, f.worstCalm = none, none, none, none
 	firstPrimary := int64(none)
 	for _, r := range hs {
 		if r.err == "" && r.status >= 200 && r.status < 300 && r.dc == primary && r.sent >= restart {
@@ -531,9 +537,14 @@ func analyzeHTTP(hs []httpRecord, kill, restart, up int64, primary, backup strin
 			continue
 		}
 		lag := r.sent - r.sched
+		inFault := r.sent < restart && r.sent+r.lat >= kill
+		if inFault {
+			f.worstFault, f.lagFault = max(f.worstFault, r.lat), max(f.lagFault, lag)
+		}
 		switch {
-		case r.sent >= kill && r.sent < kill+2e9:
+		case inFault && r.sent < kill+2e9:
 			f.worstKill, f.lagKill = max(f.worstKill, r.lat), max(f.lagKill, lag)
+		case inFault:
 		case firstPrimary != none && r.sent >= firstPrimary-2e8 && r.sent < firstPrimary+1e9:
 			f.worstFB, f.lagFB = max(f.worstFB, r.lat), max(f.lagFB, lag)
 		default:

@@ -4,7 +4,7 @@
 //
 //	go run ./bench/internal/simdcs -dc dc1=127.0.0.1:18081 -dc dc2=127.0.0.1:18082 [-control 127.0.0.1:18080]
 //
-// With -control, POST /dc/{name}/fault?mode=refuse|hang|slow|500|flap|none
+// With -control, POST /dc/{name}/fault?mode=refuse|hang|slow|500|flap|blackhole|none
 // breaks or heals a datacenter while a benchmark runs. It prints "ready"
 // once every endpoint listens, and stops on SIGINT or SIGTERM.
 package main
