@@ -96,7 +96,24 @@ type Retry struct {
 	// returned. Unset means [500, 502, 503, 504]; an empty list retries on
 	// no answer code.
 	OnStatus []int `yaml:"on_status"`
+	// Hedge races instead of abandoning: when the first try of a safe or
+	// idempotent request has not answered within its adaptive timeout and an
+	// endpoint that is not ejected is left, a backup try starts there beside
+	// it, and the first answer wins (Envoy's hedge_on_per_try_timeout,
+	// Finagle's backup requests). Off, the first try is cancelled at that
+	// point and the next one started. Unset means on.
+	Hedge *bool `yaml:"hedge"`
+	// TimeoutMultiplier times an endpoint's recent high latency (about p98
+	// of its last 64 answers) is the adaptive timeout of a first try, at
+	// least TimeoutFloor and at most TryTimeout. Zero means 4.
+	TimeoutMultiplier int `yaml:"timeout_multiplier"`
+	// TimeoutFloor keeps a fast endpoint's ordinary jitter from tripping the
+	// adaptive timeout. Zero means 150ms.
+	TimeoutFloor Duration `yaml:"timeout_floor"`
 }
+
+// Hedges reports whether retry.hedge is on (unset means on).
+func (r Retry) Hedges() bool { return r.Hedge == nil || *r.Hedge }
 
 // Outlier configures passive health: ejecting endpoints that fail requests.
 type Outlier struct {
@@ -184,7 +201,8 @@ func (c *Config) fillProxyDefaults() {
 	if p.MaxResponseHeaderBytes == 0 {
 		p.MaxResponseHeaderBytes = 1 << 20
 	}
-	p.Retry = p.Retry.over(Retry{Attempts: 3, Deadline: Duration(10 * time.Second), BudgetPercent: 20, MinRetries: 3, OnStatus: []int{500, 502, 503, 504}})
+	p.Retry = p.Retry.over(Retry{Attempts: 3, Deadline: Duration(10 * time.Second), BudgetPercent: 20, MinRetries: 3, OnStatus: []int{500, 502, 503, 504},
+		TimeoutMultiplier: 4, TimeoutFloor: Duration(150 * time.Millisecond)})
 	if p.Outlier.ConsecutiveFailures == 0 {
 		p.Outlier.ConsecutiveFailures = 3
 	}
@@ -238,6 +256,15 @@ func (r Retry) over(base Retry) Retry {
 	}
 	if r.OnStatus == nil {
 		r.OnStatus = base.OnStatus
+	}
+	if r.Hedge == nil {
+		r.Hedge = base.Hedge
+	}
+	if r.TimeoutMultiplier == 0 {
+		r.TimeoutMultiplier = base.TimeoutMultiplier
+	}
+	if r.TimeoutFloor == 0 {
+		r.TimeoutFloor = base.TimeoutFloor
 	}
 	return r
 }
@@ -373,6 +400,14 @@ func (v *validator) retry(path string, r Retry) {
 	}
 	if r.MinRetries < 0 {
 		v.errorf(path+".min_retries", "must not be negative")
+	}
+	if r.TimeoutMultiplier < 1 || r.TimeoutMultiplier > 100 {
+		v.errorf(path+".timeout_multiplier", "%d is out of range 1..100", r.TimeoutMultiplier)
+	}
+	if r.TimeoutFloor < 0 {
+		v.errorf(path+".timeout_floor", "must not be negative")
+	} else if r.TryTimeout > 0 && r.TimeoutFloor > r.TryTimeout {
+		v.warnf(path+".timeout_floor", "%s is longer than try_timeout %s; the adaptive timeout never applies", r.TimeoutFloor, r.TryTimeout)
 	}
 	for i, code := range r.OnStatus {
 		if code < 500 || code > 599 {

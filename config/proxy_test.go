@@ -39,3 +39,38 @@ func TestProxyHardeningKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryHedgeKeys: hedging is on by default with the adaptive timeout's
+// multiple and floor, a service inherits proxy.retry's values, and bad
+// values are refused naming the key.
+func TestRetryHedgeKeys(t *testing.T) {
+	cfg, _, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Proxy.Retry; !r.Hedges() || r.TimeoutMultiplier != 4 || r.TimeoutFloor.D() != 150*time.Millisecond {
+		t.Fatalf("defaults: hedge %v, timeout_multiplier %d, timeout_floor %s", r.Hedges(), r.TimeoutMultiplier, r.TimeoutFloor)
+	}
+	cfg, _, err = Parse([]byte(minimal + "proxy: {retry: {hedge: false, timeout_multiplier: 3, timeout_floor: 80ms}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range cfg.Services {
+		if r := s.Retry; r.Hedges() || r.TimeoutMultiplier != 3 || r.TimeoutFloor.D() != 80*time.Millisecond {
+			t.Fatalf("service %s did not inherit proxy.retry: %+v", name, r)
+		}
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"proxy: {retry: {timeout_multiplier: 500}}\n", "proxy.retry.timeout_multiplier: 500 is out of range 1..100"},
+		{"proxy: {retry: {timeout_floor: -1s}}\n", "proxy.retry.timeout_floor: must not be negative"},
+	} {
+		_, ps, err := Parse([]byte(minimal + tc.yaml))
+		found := err != nil && strings.Contains(err.Error(), tc.want)
+		for _, p := range ps {
+			found = found || (!p.Warning && strings.Contains(p.String(), tc.want))
+		}
+		if !found {
+			t.Errorf("%q: no error %q (got %v, %v)", tc.yaml, tc.want, err, ps)
+		}
+	}
+}

@@ -82,8 +82,8 @@ func TestAdaptiveTryTimeout(t *testing.T) {
 		}
 	}
 	e.proxy.viewMu.Unlock()
-	if got := ep.lat.bound(tryTimeoutFloor, 3*time.Second, latencyMinSamples); got != tryTimeoutFloor {
-		t.Fatalf("learned bound %v, want the floor %v for a fast endpoint", got, tryTimeoutFloor)
+	if got := ep.lat.bound(150*time.Millisecond, 3*time.Second, 4, latencyMinSamples); got != 150*time.Millisecond {
+		t.Fatalf("learned bound %v, want the floor 150ms for a fast endpoint", got)
 	}
 	hang.Store(true)
 	start := time.Now()
@@ -91,7 +91,7 @@ func TestAdaptiveTryTimeout(t *testing.T) {
 		t.Fatalf("GET during the hang: %d %q", code, body)
 	}
 	if d := time.Since(start); d > time.Second {
-		t.Fatalf("GET took %v; the adaptive timeout should fail over after about %v", d, tryTimeoutFloor)
+		t.Fatalf("GET took %v; the adaptive timeout should fail over after about 150ms", d)
 	}
 	// The timeout ejected west at once: the next GET goes straight to east.
 	start = time.Now()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -115,6 +116,8 @@ type envOptions struct {
 	// rand is the engine's random source; nil means always 0, so that
 	// weighted picks are deterministic.
 	rand func(n uint64) uint64
+	// dial replaces the proxy's dialer (Options.Dial).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // newEnv loads yaml, in which {{name}} stands for the address of addrs[name],
@@ -150,6 +153,7 @@ func newEnv(t testing.TB, yaml string, addrs map[string]string, o envOptions) *e
 		Registerer:  e.reg,
 		AffinityKey: testKey,
 		Now:         e.clock.Now,
+		Dial:        o.dial,
 		ReportPassive: func(dc, service, endpoint string, failure bool, reason string) {
 			e.mu.Lock()
 			e.passive = append(e.passive, passiveReport{dc, service, endpoint, failure, reason})

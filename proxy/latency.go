@@ -16,12 +16,11 @@ const (
 	// rare); until then the configured bound applies.
 	latencyMinSamples = 16
 	dialMinSamples    = 4
-	// latencyMultiple times the recent p98 is how long a try or a dial may
-	// take before it is given up for another endpoint.
-	latencyMultiple = 4
-	// tryTimeoutFloor and dialTimeoutFloor keep a fast endpoint's ordinary
-	// jitter from timing out.
-	tryTimeoutFloor  = 150 * time.Millisecond
+	// dialMultiple times the recent p98 connect latency, at least
+	// dialTimeoutFloor, is how long a dial may take before it is given up
+	// for another endpoint. A try's multiple and floor are
+	// retry.timeout_multiplier and retry.timeout_floor.
+	dialMultiple     = 4
 	dialTimeoutFloor = 100 * time.Millisecond
 )
 
@@ -69,14 +68,14 @@ func (l *latency) percentile(n uint64) int64 {
 	return b
 }
 
-// bound returns latencyMultiple times the recent high percentile, at least
-// floor and at most limit; limit while fewer than minSamples are known.
-func (l *latency) bound(floor, limit time.Duration, minSamples uint64) time.Duration {
+// bound returns multiple times the recent high percentile, at least floor
+// and at most limit; limit while fewer than minSamples are known.
+func (l *latency) bound(floor, limit time.Duration, multiple int, minSamples uint64) time.Duration {
 	h := time.Duration(l.high.Load())
 	if h == 0 || l.n.Load() < minSamples {
 		return limit
 	}
-	d := max(h*latencyMultiple, floor)
+	d := max(h*time.Duration(multiple), floor)
 	return min(d, limit)
 }
 

@@ -28,7 +28,7 @@ func TestLatencyBound(t *testing.T) {
 			for _, d := range tt.samples {
 				l.observe(d)
 			}
-			if got := l.bound(tt.floor, tt.limit, latencyMinSamples); got != tt.want {
+			if got := l.bound(tt.floor, tt.limit, 4, latencyMinSamples); got != tt.want {
 				t.Fatalf("bound = %v, want %v", got, tt.want)
 			}
 		})
@@ -40,7 +40,7 @@ func TestLatencyFewDials(t *testing.T) {
 	for i := 0; i < dialMinSamples; i++ {
 		l.observe(time.Millisecond)
 	}
-	if got := l.bound(dialTimeoutFloor, 2*time.Second, dialMinSamples); got != dialTimeoutFloor {
+	if got := l.bound(dialTimeoutFloor, 2*time.Second, dialMultiple, dialMinSamples); got != dialTimeoutFloor {
 		t.Fatalf("after %d dials the bound is %v, want the floor", dialMinSamples, got)
 	}
 }

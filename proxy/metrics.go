@@ -70,6 +70,7 @@ type metrics struct {
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
 	retries        *prometheus.CounterVec
+	hedges         *prometheus.CounterVec
 	ejections      *prometheus.CounterVec
 	upstreamErrors [numFailKinds]prometheus.Counter
 	shardRouted    *prometheus.CounterVec
@@ -85,7 +86,18 @@ type metrics struct {
 // serviceMetrics are one service's cached children.
 type serviceMetrics struct {
 	retries [numFailKinds]prometheus.Counter
+	hedges  [numHedgeOutcomes]prometheus.Counter
 }
+
+// The outcomes counted by hedges_total.
+const (
+	hedgeStarted = iota
+	hedgeFirstWon
+	hedgeBackupWon
+	numHedgeOutcomes
+)
+
+var hedgeOutcomeNames = [numHedgeOutcomes]string{"started", "first_won", "backup_won"}
 
 // dcMetrics are one service-and-DC pair's cached children.
 type dcMetrics struct {
@@ -112,6 +124,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "retries_total",
 			Help: "Requests sent again to another endpoint, by service and the failure that caused it.",
 		}, []string{"service", "reason"}),
+		hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "hedges_total",
+			Help: "Backup tries started beside a first try that ran past its adaptive timeout (retry.hedge), by service and outcome: started, first_won or backup_won (neither, when both failed).",
+		}, []string{"service", "outcome"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "coopr_gslb", Subsystem: "proxy", Name: "ejections_total",
 			Help: "Endpoints ejected by outlier detection after consecutive failures.",
@@ -143,7 +159,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.upstreamErrors[k] = upstream.WithLabelValues(k.String())
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.retries, m.ejections, upstream, m.shardRouted, m.shardNoOwner, m.connsOpen, m.connsRejected)
+		reg.MustRegister(m.requests, m.duration, m.retries, m.hedges, m.ejections, upstream, m.shardRouted, m.shardNoOwner, m.connsOpen, m.connsRejected)
 	}
 	return m
 }
@@ -157,6 +173,9 @@ func (m *metrics) service(name string) *serviceMetrics {
 	sm := &serviceMetrics{}
 	for k := failConnect; k < numFailKinds; k++ {
 		sm.retries[k] = m.retries.WithLabelValues(name, k.String())
+	}
+	for o := range sm.hedges {
+		sm.hedges[o] = m.hedges.WithLabelValues(name, hedgeOutcomeNames[o])
 	}
 	m.services[name] = sm
 	return sm

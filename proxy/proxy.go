@@ -16,6 +16,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -58,6 +59,10 @@ type Options struct {
 	// Now returns the current time, for drain deadlines and ejections. If
 	// nil, time.Now.
 	Now func() time.Time
+	// Dial, if set, connects to endpoints instead of a net.Dialer, with the
+	// dial timeout in ctx; tests use it to run the proxy over an in-memory
+	// network under a fake clock.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Events receives the proxy's operational warnings, such as a listener
 	// reaching proxy.max_connections (at most once per
 	// connLimitLogInterval). If nil, slog.Default().
@@ -237,6 +242,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish releases what a request held and records it.
 func (p *Proxy) finish(st *reqState) {
+	// A race's loser may still read the buffered body: join it first.
+	st.race.abandon(st, false)
+	st.race.join()
 	if st.timed != nil {
 		st.timed.end()
 	}

@@ -77,6 +77,7 @@ type reqState struct {
 	reasons      [6]failKind // the first retry reasons, for the access log
 
 	firstTry attempt   // the first try's attempt, allocated with the state
+	race     race      // the first try and its backup, when hedged
 	fwd      [3]string // backs the X-Forwarded-* header values
 
 	// timed bounds the pauses of the client's body (proxy.body_timeout);
@@ -111,6 +112,19 @@ type attempt struct {
 	phase  atomic.Int32
 	cancel context.CancelFunc
 	trace  httptrace.ClientTrace
+
+	// The try itself: set by begin, and its outcome by run, which may run
+	// on a race's goroutine (hedge.go); read by the request's goroutine only
+	// after run has returned.
+	req     *http.Request
+	tv      *targetView
+	ep      *endpoint
+	timeout time.Duration
+	took    time.Duration
+	res     *http.Response
+	err     error
+	// received: the request's goroutine has the outcome (a race's try).
+	received bool
 }
 
 // The phases of an attempt.
@@ -170,7 +184,8 @@ func (rt roundTripper) RoundTrip(out *http.Request) (*http.Response, error) {
 
 // roundTrip tries endpoints in order until one answers acceptably, the
 // request may not be retried, or the candidates run out. out is the request
-// ReverseProxy built.
+// ReverseProxy built. The first try of a replayable request may be raced by
+// a backup try (hedge.go); every other try runs on this goroutine.
 func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 	tv, ep := st.next()
 	if ep == nil {
@@ -181,16 +196,45 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 	var last *http.Response
 	var lastTV *targetView
 	for {
-		res, kind, err := st.try(out, tv, ep)
+		var a *attempt
+		if st.race.running > 0 {
+			// The other try of the race may still answer.
+			a = st.race.wait()
+		} else if delay, ok := st.hedgeDelay(out, ep); ok {
+			a = st.hedged(out, tv, ep, delay)
+		} else {
+			a = st.begin(out, tv, ep, st.tryTimeout(ep))
+			a.run()
+		}
+		tv, ep = a.tv, a.ep
+		res, kind, err := st.settle(a)
 		if err == nil && kind == failNone {
+			st.race.won(st, a)
 			return st.accept(res, tv, ep), nil
 		}
 		if st.in.Context().Err() != nil {
 			// The client left: no retry, and the endpoint is not to blame.
+			st.race.abandon(st, false)
 			if res != nil {
 				return st.accept(res, tv, ep), nil
 			}
 			return nil, err
+		}
+		if st.race.running > 0 {
+			// The backup (or the first try) is still out: wait for it
+			// rather than start a third, keeping this answer if the other
+			// fails too.
+			if res != nil {
+				kept, ok := keepAnswer(res)
+				if !ok {
+					st.race.abandon(st, false)
+					return st.accept(kept, tv, ep), nil
+				}
+				st.release(ep)
+				st.decorate(kept, tv)
+				last, lastTV = kept, tv
+			}
+			continue
 		}
 		if kind.reachedBackend() || st.lastTimedOut {
 			// Failures that reached a backend (overload, a hang, a 503) and
@@ -226,10 +270,10 @@ func (st *reqState) roundTrip(out *http.Request) (*http.Response, error) {
 	}
 }
 
-// try sends the request to one endpoint. kind says why the try failed:
-// a transport failure (err set) or a 502/503/504 answer (res set). While try
-// returns a response, ep counts it in flight and st.cancel ends its exchange.
-func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.Response, failKind, error) {
+// begin prepares a try of ep that waits timeout for response headers; run
+// sends it. From begin until settle (or a race's join), ep counts the try
+// in flight.
+func (st *reqState) begin(out *http.Request, tv *targetView, ep *endpoint, timeout time.Duration) *attempt {
 	st.tried = append(st.tried, ep)
 	a := &st.firstTry
 	if len(st.tried) > 1 {
@@ -248,31 +292,45 @@ func (st *reqState) try(out *http.Request, tv *targetView, ep *endpoint) (*http.
 	}
 	req.URL.Scheme = tv.scheme
 	req.URL.Host = ep.addr
-	began := time.Now()
-	timer := time.AfterFunc(st.tryTimeout(ep), a.expire)
+	a.req, a.tv, a.ep, a.timeout = req, tv, ep, timeout
 	ep.inflight.Add(1)
-	res, err := tv.rt.RoundTrip(req)
+	return a
+}
+
+// run sends the try and waits for its response headers, at most a.timeout.
+// It touches only a, so a race may run it on another goroutine.
+func (a *attempt) run() {
+	began := time.Now()
+	timer := time.AfterFunc(a.timeout, a.expire)
+	a.res, a.err = a.tv.rt.RoundTrip(a.req)
 	timer.Stop()
-	if !a.phase.CompareAndSwap(phaseWaiting, phaseAnswered) && err == nil {
+	a.took = time.Since(began)
+	if !a.phase.CompareAndSwap(phaseWaiting, phaseAnswered) && a.err == nil {
 		// The timeout fired as the answer arrived and cancelled the
 		// context the body would be read under: the answer is lost.
-		res.Body.Close()
-		res, err = nil, context.DeadlineExceeded
+		a.res.Body.Close()
+		a.res, a.err = nil, context.DeadlineExceeded
 	}
-	if err == nil && a.too1xx.Load() {
+	if a.err == nil && a.too1xx.Load() {
 		// The cancel raced the final answer, which may have won.
-		res.Body.Close()
-		res, err = nil, errTooMany1xx
+		a.res.Body.Close()
+		a.res, a.err = nil, errTooMany1xx
 	}
+}
 
-	if err != nil {
-		ep.inflight.Add(-1)
-		cancel()
-		return nil, st.failed(err, a, tv, ep), err
+// settle records the outcome of a finished try. kind says why it failed:
+// a transport failure (err set) or a retryable 5xx answer (res set). While
+// settle returns a response, its endpoint counts it in flight and st.cancel
+// ends its exchange.
+func (st *reqState) settle(a *attempt) (*http.Response, failKind, error) {
+	if a.err != nil {
+		a.ep.inflight.Add(-1)
+		a.cancel()
+		return nil, st.failed(a.err, a, a.tv, a.ep), a.err
 	}
-	ep.lat.observe(time.Since(began))
-	st.cancel = cancel
-	return st.answered(res, tv, ep)
+	a.ep.lat.observe(a.took)
+	st.cancel = a.cancel
+	return st.answered(a.res, a.tv, a.ep)
 }
 
 // failed classifies and records the failure of a try of ep.
@@ -423,45 +481,72 @@ func (st *reqState) noteRetry(kind failKind) {
 	st.sv.state.m.retries[kind].Inc()
 }
 
-// tryTimeout bounds the wait for response headers from ep.
+// tryTimeout bounds the wait for response headers of the next try, of ep.
 //
 // The first try of a safe or idempotent request, when an endpoint that is
-// not ejected is left to retry on, waits latencyMultiple times ep's recent
-// high percentile (at least tryTimeoutFloor), capped by retry.try_timeout,
-// so a hung endpoint costs a fraction of the configured timeout before the
-// next DC is tried. Later tries, and a first with no healthy endpoint left,
-// wait retry.try_timeout; the last possible try response_header_timeout. A try that may not be replayed (a POST) waits
-// retry.try_timeout when it is shorter than response_header_timeout and the
-// deadline leaves room, and response_header_timeout otherwise: a request that may not be replayed
-// ends with a 504 after its try timeout rather than tying the client up.
+// not ejected is left to retry on, waits the adaptive timeout: a multiple
+// of ep's recent high latency (retry.timeout_multiplier, at least
+// retry.timeout_floor), so a hung endpoint costs a fraction of the
+// configured timeout before the next DC is tried. Every other try waits
+// plainTimeout.
 func (st *reqState) tryTimeout(ep *endpoint) time.Duration {
+	tt := st.plainTimeout()
+	if !st.replayable || len(st.tried) > 0 || st.reached+1 >= st.sv.retry.Attempts || !st.hasHealthyNext() {
+		// A retry waits its full bound: after a failover the next DC takes
+		// a surge of load, and giving up early on it (which ejects it)
+		// would cascade.
+		return tt
+	}
+	return st.adaptiveTimeout(ep, tt)
+}
+
+// plainTimeout is the bound of a try that the adaptive timeout does not
+// shorten: retry.try_timeout, or response_header_timeout for the last
+// possible try of a replayable request. A try that may not be replayed (a
+// POST) waits retry.try_timeout when it is shorter than
+// response_header_timeout and the deadline leaves room, and
+// response_header_timeout otherwise: it ends with a 504 after its try
+// timeout rather than tying the client up.
+func (st *reqState) plainTimeout() time.Duration {
 	hdr := st.v.cfg.ResponseHeaderTimeout.D()
 	tt := st.sv.retry.TryTimeout.D()
 	if tt <= 0 || tt >= hdr || time.Until(st.deadline) <= tt {
 		tt = hdr
 	}
-	if !st.replayable {
-		return tt
-	}
-	if st.reached+1 >= st.sv.retry.Attempts {
+	if st.replayable && st.reached+st.race.running+1 >= st.sv.retry.Attempts {
 		return hdr
 	}
-	if len(st.tried) > 1 || !st.hasHealthyNext() {
-		// A retry waits try_timeout: after a failover the next DC takes a
-		// surge of load, and giving up early on it (which ejects it) would
-		// cascade.
-		return tt
-	}
-	return ep.lat.bound(tryTimeoutFloor, tt, latencyMinSamples)
+	return tt
+}
+
+// adaptiveTimeout is retry.timeout_multiplier times ep's recent high
+// latency, at least retry.timeout_floor, at most limit; limit until
+// latencyMinSamples answers are known.
+func (st *reqState) adaptiveTimeout(ep *endpoint, limit time.Duration) time.Duration {
+	return ep.lat.bound(st.sv.retry.TimeoutFloor.D(), limit, st.sv.retry.TimeoutMultiplier, latencyMinSamples)
 }
 
 // hasHealthyNext reports whether next would return another endpoint that
 // is not ejected, leaving the cursor where it was.
 func (st *reqState) hasHealthyNext() bool {
-	ti, k, first, entered, includeEject, skipped := st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped
+	c := st.cursor()
 	_, ep := st.next()
-	st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped = ti, k, first, entered, includeEject, skipped
+	st.setCursor(c)
 	return ep != nil && !ep.ejected(sinceEpoch(st.p.now()))
+}
+
+// cursor is a saved position of reqState's cursor over its order.
+type cursor struct {
+	ti, k, first                   int
+	entered, includeEject, skipped bool
+}
+
+func (st *reqState) cursor() cursor {
+	return cursor{st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped}
+}
+
+func (st *reqState) setCursor(c cursor) {
+	st.ti, st.k, st.first, st.entered, st.includeEject, st.skipped = c.ti, c.k, c.first, c.entered, c.includeEject, c.skipped
 }
 
 // classify says how a try failed, from what the trace saw rather than from

@@ -115,7 +115,7 @@ func (u *upstreams) closeIdle() {
 	}
 }
 
-// dial connects to an endpoint. It waits latencyMultiple times the
+// dial connects to an endpoint. It waits dialMultiple times the
 // address's recent connect latency (at least dialTimeoutFloor), at most the
 // current proxy.dial_timeout, so a black-holed endpoint (SYNs dropped) fails
 // over in a fraction of the configured timeout. Each dial has its own
@@ -123,9 +123,18 @@ func (u *upstreams) closeIdle() {
 // behind a pending one (MaxConnsPerHost is unlimited).
 func (p *Proxy) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	lat := p.connectLat.of(addr)
-	d := net.Dialer{Timeout: lat.bound(dialTimeoutFloor, p.currentView().cfg.DialTimeout.D(), dialMinSamples), KeepAlive: 30 * time.Second}
+	timeout := lat.bound(dialTimeoutFloor, p.currentView().cfg.DialTimeout.D(), dialMultiple, dialMinSamples)
 	start := time.Now()
-	c, err := d.DialContext(ctx, network, addr)
+	var c net.Conn
+	var err error
+	if p.opts.Dial != nil {
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		c, err = p.opts.Dial(dctx, network, addr)
+		cancel()
+	} else {
+		d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+		c, err = d.DialContext(ctx, network, addr)
+	}
 	if err == nil {
 		lat.observe(time.Since(start))
 	}
